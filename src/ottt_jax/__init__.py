@@ -1,0 +1,60 @@
+"""ottt_jax: Online Training Through Time (Xiao et al., NeurIPS 2022) for spiking networks in JAX.
+
+Core (pure functions over pytrees):
+
+* :mod:`ottt_jax.surrogate` — Heaviside spikes with pluggable surrogate derivatives.
+* :mod:`ottt_jax.neuron` — the LIF neuron step, online (OTTT) or BPTT mode.
+* :mod:`ottt_jax.trace` — presynaptic traces and the spike-forward / trace-gradient ops.
+* :mod:`ottt_jax.online` — OTTT_A, OTTT_O and BPTT over any ``step(params, state, x_t)``.
+* :mod:`ottt_jax.losses` — the paper's instantaneous loss.
+
+``ottt_jax.train(cfg)`` (the training entry point) is imported lazily.
+"""
+
+from ottt_jax.losses import instantaneous_loss
+from ottt_jax.neuron import LIF, LIFState
+from ottt_jax.online import (
+    OnlineResult,
+    OnlineUpdateResult,
+    bptt_grad,
+    forward,
+    ottt_grad,
+    ottt_update,
+    three_factor_grad,
+)
+from ottt_jax.surrogate import Atan, Clamp, Rectangular, Sigmoid, custom, get_surrogate
+from ottt_jax.trace import conv_spike_trace, dense_spike_trace, spike_trace, update_trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LIF",
+    "Atan",
+    "Clamp",
+    "LIFState",
+    "OnlineResult",
+    "OnlineUpdateResult",
+    "Rectangular",
+    "Sigmoid",
+    "bptt_grad",
+    "conv_spike_trace",
+    "custom",
+    "dense_spike_trace",
+    "forward",
+    "get_surrogate",
+    "instantaneous_loss",
+    "ottt_grad",
+    "ottt_update",
+    "spike_trace",
+    "three_factor_grad",
+    "train",
+    "update_trace",
+]
+
+
+def __getattr__(name: str):
+    if name == "train":
+        from ottt_jax.train import train
+
+        return train
+    raise AttributeError(f"module 'ottt_jax' has no attribute {name!r}")

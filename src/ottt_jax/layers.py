@@ -1,0 +1,156 @@
+"""Synaptic layers: scaled weight standardization (sWS), spike/trace-aware convs and linears.
+
+Every layer takes ``(x, trace=None)``. When ``trace`` is given (the input is spikes from a LIF
+neuron and the network runs in online mode), the layer applies the spike-forward /
+trace-gradient rule of :mod:`ottt_jax.trace`; otherwise it is an ordinary layer (the first conv on
+the image, BPTT mode, evaluation). Layouts: activations NHWC, conv kernels HWIO, dense
+``[in, out]``.
+
+Parameter names: ``kernel`` (the raw weight), ``gain`` (sWS, one per output channel), ``bias``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ottt_jax.trace import conv_spike_trace, dense_spike_trace
+
+Array = jax.Array
+
+__all__ = [
+    "SPIKE_SCALE",
+    "Conv",
+    "Linear",
+    "avg_pool",
+    "kaiming_normal_fan_out",
+    "standardize_weight",
+]
+
+#: The constant ``Scale(2.74)`` applied to every neuron's spikes and trace: ``1/sqrt(p(1−p))`` with
+#: ``p = P(N(0,1) > 1)``, the std of a spike from a unit-variance input.
+SPIKE_SCALE = 2.74
+
+#: Kaiming-normal initialization with fan_out and the ReLU gain, as in the authors' convs.
+kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def standardize_weight(kernel: Array, gain: Array, eps: float = 1e-4) -> Array:
+    """Return the scaled weight-standardized kernel.
+
+    Args:
+      kernel: ``[..., out]`` (HWIO conv kernel or ``[in, out]`` dense); the fan-in is every axis
+        but the last.
+      gain: ``[out]`` per-output-channel gain.
+      eps: added to ``var · fan_in`` under the square root.
+
+    Returns:
+      ``gain · (W − mean(W)) / sqrt(var(W) · fan_in + eps)``, mean and **unbiased** variance over
+      each output channel's fan-in (Brock et al., 2021; the authors' ``WSConv2d``).
+    """
+    axes = tuple(range(kernel.ndim - 1))
+    fan_in = 1
+    for a in axes:
+        fan_in *= kernel.shape[a]
+    mean = jnp.mean(kernel, axis=axes, keepdims=True)
+    var = jnp.var(kernel, axis=axes, keepdims=True, ddof=1)
+    return gain * (kernel - mean) * lax.rsqrt(var * fan_in + eps)
+
+
+def avg_pool(x: Array, window: int = 2, stride: int | None = None, padding: int = 0) -> Array:
+    """Average-pool an NHWC array (spikes and traces alike), counting padded zeros.
+
+    Args:
+      x: ``[B, H, W, C]``.
+      window: square window size.
+      stride: defaults to ``window``.
+      padding: symmetric zero padding, included in the average (PyTorch's default).
+
+    Returns:
+      ``[B, Ho, Wo, C]``.
+    """
+    stride = window if stride is None else stride
+    pad = ((padding, padding), (padding, padding))
+    return nn.avg_pool(x, (window, window), (stride, stride), padding=pad, count_include_pad=True)
+
+
+class Conv(nn.Module):
+    """2-D convolution, optionally sWS, applying the trace rule when a trace is passed.
+
+    Attributes:
+      features: output channels.
+      kernel_size: square kernel size.
+      strides: stride.
+      padding: symmetric padding (int) or ``'SAME'``.
+      weight_standardization: use sWS (``kernel``, ``gain``, ``bias``); else a plain conv.
+      use_bias: add a bias (its gradient is plain ``g``, never a trace).
+      kernel_init: initializer of the raw kernel.
+      dtype: compute dtype (parameters stay float32).
+    """
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    padding: int | str = 1
+    weight_standardization: bool = True
+    use_bias: bool = True
+    kernel_init: Any = kaiming_normal_fan_out
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, trace: Array | None = None) -> Array:
+        """Apply the conv to ``x`` ``[B, H, W, Ci]``; with ``trace``, take ∇W at the trace."""
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        if self.weight_standardization:
+            gain = self.param("gain", nn.initializers.ones, (self.features,))
+            kernel = standardize_weight(kernel, gain)
+        kernel = kernel.astype(self.dtype)
+        x = x.astype(self.dtype)
+        strides = (self.strides, self.strides)
+        pad = self.padding if isinstance(self.padding, str) else [(self.padding,) * 2] * 2
+        if trace is None:
+            y = lax.conv_general_dilated(
+                x, kernel, strides, pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+        else:
+            y = conv_spike_trace(kernel, x, trace.astype(self.dtype), strides, pad)
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class Linear(nn.Module):
+    """A dense layer, optionally sWS, applying the trace rule when a trace is passed.
+
+    Attributes:
+      features: output size.
+      weight_standardization: use sWS (adds ``gain``).
+      kernel_init: defaults to N(0, 0.01²), as the authors' plain linears.
+      dtype: compute dtype.
+    """
+
+    features: int
+    weight_standardization: bool = False
+    use_bias: bool = True
+    kernel_init: Any = nn.initializers.normal(0.01)
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, trace: Array | None = None) -> Array:
+        """Apply to ``x`` ``[B, in]``; with ``trace``, take ∇W at the trace."""
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+        if self.weight_standardization:
+            gain = self.param("gain", nn.initializers.ones, (self.features,))
+            kernel = standardize_weight(kernel, gain)
+        kernel = kernel.astype(self.dtype)
+        x = x.astype(self.dtype)
+        y = x @ kernel if trace is None else dense_spike_trace(kernel, x, trace.astype(self.dtype))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
+        return y

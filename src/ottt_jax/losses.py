@@ -1,0 +1,47 @@
+"""The paper's instantaneous loss (Sec. 4.1, Eq. (3) with the MSE term of Appendix C)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Array = jax.Array
+
+__all__ = ["instantaneous_loss"]
+
+
+def instantaneous_loss(
+    logits: Array, labels: Array, *, beta: float = 0.05, num_steps: int = 1
+) -> Array:
+    """Return the per-step loss ``L[t] = ((1−β)·CE(out_t, y) + β·MSE(out_t, onehot(y))) / T``.
+
+    Args:
+      logits: ``out_t``, ``[B, K]`` (computed in float32 whatever the input dtype).
+      labels: integer class labels ``[B]`` in ``[0, K)``.
+      beta: the MSE weight β in [0, 1] (``loss_lambda`` of the authors' code).
+      num_steps: ``T``, the number of time steps the loss is summed over.
+
+    Returns:
+      A scalar: CE averaged over the batch, MSE averaged over batch and classes, divided by ``T``.
+      Summed over ``t`` this is the paper's total loss.
+    """
+    logits = jnp.asarray(logits)
+    labels = jnp.asarray(labels)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [batch, classes], got shape {logits.shape}")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"labels must be [batch] = {logits.shape[:1]} to match logits, got {labels.shape}"
+        )
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if not 0.0 <= float(beta) <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta!r}")
+    if int(num_steps) < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps!r}")
+    logits = logits.astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    mse = jnp.mean((logits - onehot) ** 2)
+    return ((1.0 - beta) * ce + beta * mse) / num_steps

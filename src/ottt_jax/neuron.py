@@ -1,0 +1,108 @@
+"""The leaky integrate-and-fire (LIF) neuron, one time step at a time.
+
+Conventions used across ottt_jax:
+
+* **Time axis leading.** Inside ``lax.scan`` every sequence is time-major, ``[T, B, ...]``; a
+  neuron step sees one slice ``[B, ...]``. :func:`ottt_jax.online.check_time_major` asserts it.
+* **Per-sequence reset.** :meth:`LIF.init_state` gives zeros; call it once per sample sequence.
+* **Online vs BPTT.** With ``online=True`` (OTTT) the membrane entering a step is detached, so no
+  gradient flows to earlier steps (Sec. 4.1); with ``online=False`` (the BPTT baseline) it keeps
+  its temporal gradient. The reset is detached in both unless ``detach_reset=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ottt_jax.surrogate import Surrogate, get_surrogate
+
+Array = jax.Array
+
+__all__ = ["LIF", "LIFState", "decay_from_tau"]
+
+
+class LIFState(NamedTuple):
+    """State of a population of LIF neurons.
+
+    Attributes:
+      v: membrane potential after the last reset, ``[B, ...]``.
+      trace: presynaptic trace ``â`` of the neuron's spikes, ``[B, ...]``; carries no gradient.
+    """
+
+    v: Array
+    trace: Array
+
+
+def decay_from_tau(tau: float) -> float:
+    """Return the leak ``λ = 1 − 1/τ`` for a membrane time constant ``τ ≥ 1``."""
+    if not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 1:
+        raise ValueError(f"tau must be a finite number >= 1, got {tau!r}")
+    return 1.0 - 1.0 / tau
+
+
+@dataclasses.dataclass(frozen=True)
+class LIF:
+    """A LIF neuron with soft (subtractive) reset and a presynaptic trace.
+
+    Attributes:
+      decay: the leak ``λ`` in (0, 1]; ``λ = 1`` is the IF neuron. Paper default 0.5 (τ = 2).
+      v_th: the firing threshold ``V_th > 0``. Paper default 1.
+      surrogate: a :class:`~ottt_jax.surrogate.Surrogate` or its name.
+      online: detach the incoming membrane (OTTT). ``False`` gives the BPTT baseline.
+      detach_reset: detach the reset path ``V_th·s`` (the paper's choice, also for BPTT).
+    """
+
+    decay: float = 0.5
+    v_th: float = 1.0
+    surrogate: Surrogate | str = "sigmoid"
+    online: bool = True
+    detach_reset: bool = True
+
+    def __post_init__(self):
+        d = self.decay
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or not (0 < d <= 1):
+            raise ValueError(f"LIF decay (lambda) must be a number in (0, 1], got {d!r}")
+        vt = self.v_th
+        if not isinstance(vt, (int, float)) or isinstance(vt, bool) or not (0 < vt < math.inf):
+            raise ValueError(f"LIF v_th must be a finite number > 0, got {vt!r}")
+        object.__setattr__(self, "surrogate", get_surrogate(self.surrogate))
+
+    @classmethod
+    def from_tau(cls, tau: float, **kwargs) -> LIF:
+        """Build a LIF neuron from its time constant, ``λ = 1 − 1/τ``."""
+        return cls(decay=decay_from_tau(tau), **kwargs)
+
+    def init_state(self, shape: tuple[int, ...], dtype=jnp.float32) -> LIFState:
+        """Return the zero state for a population of the given shape ``[B, ...]``."""
+        z = jnp.zeros(shape, dtype)
+        return LIFState(v=z, trace=z)
+
+    def __call__(self, state: LIFState, x: Array) -> tuple[Array, LIFState]:
+        """Advance one time step.
+
+        Args:
+          state: the neuron state, each leaf ``[B, ...]``.
+          x: the input current ``W s_in[t] + b``, same shape as ``state.v``.
+
+        Returns:
+          ``(spikes, new_state)``; spikes in {0, 1} with the dtype of ``x``.
+
+        Eqs. (1)–(2): ``u ← λ·u + x``; ``s = H(u − V_th)``; ``u ← u − V_th·s``;
+        and the trace of Eq. (4): ``â ← λ·â + s``.
+        """
+        if state.v.shape != jnp.shape(x):
+            raise ValueError(
+                f"LIF input x has shape {jnp.shape(x)} but the state expects {state.v.shape}"
+            )
+        v_prev = jax.lax.stop_gradient(state.v) if self.online else state.v
+        v = self.decay * v_prev.astype(x.dtype) + x
+        s = self.surrogate(v - self.v_th)
+        s_reset = jax.lax.stop_gradient(s) if self.detach_reset else s
+        v_next = v - self.v_th * s_reset
+        trace = jax.lax.stop_gradient(self.decay * state.trace.astype(x.dtype) + s)
+        return s, LIFState(v=v_next.astype(state.v.dtype), trace=trace.astype(state.trace.dtype))

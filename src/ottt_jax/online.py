@@ -1,0 +1,328 @@
+"""The online-gradient transform: OTTT_A, OTTT_O and the BPTT baseline over any step function.
+
+A *step function* advances a model by one time step::
+
+    step(params, state, x_t) -> (out_t, new_state)
+
+and a *per-step loss* scores one step's output: ``loss_fn(out_t, targets) -> scalar`` (use
+:func:`ottt_jax.losses.instantaneous_loss`, which already divides by ``T``). Nothing here knows
+about models: any Flax module or plain function with that signature works.
+
+Time axis: sequences are **time-major**, ``[T, B, ...]`` for every leaf, and are scanned over
+their leading axis. A static input (an image shown at every step) is passed with ``num_steps=T``.
+
+* :func:`ottt_grad` (OTTT_A) takes ``jax.value_and_grad`` of each step's loss inside the scan body
+  and sums the gradients in the carry (Eq. (5)): memory is that of one step, constant in T.
+* :func:`ottt_update` (OTTT_O) applies an optax update after every step (Sec. 4.1, online).
+* :func:`bptt_grad` differentiates through the whole scan (memory linear in T).
+
+For OTTT, build the step function in online mode (``LIF(online=True)`` and the spike/trace ops,
+so no gradient crosses time steps). For the BPTT baseline build it with ``online=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+Array = jax.Array
+PyTree = Any
+StepFn = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, PyTree]]
+LossFn = Callable[[PyTree, PyTree], Array]
+
+__all__ = [
+    "OnlineResult",
+    "OnlineUpdateResult",
+    "bptt_grad",
+    "check_time_major",
+    "forward",
+    "ottt_grad",
+    "ottt_update",
+    "three_factor_grad",
+]
+
+
+class OnlineResult(NamedTuple):
+    """What :func:`ottt_grad` and :func:`bptt_grad` return.
+
+    Attributes:
+      loss: the loss summed over the T steps (scalar, float32).
+      grads: gradients w.r.t. ``params``, summed over the T steps; same tree as ``params``.
+      outputs: the per-step outputs stacked time-major, ``[T, ...]`` per leaf.
+      state: the state after the last step.
+    """
+
+    loss: Array
+    grads: PyTree
+    outputs: PyTree
+    state: PyTree
+
+
+class OnlineUpdateResult(NamedTuple):
+    """What :func:`ottt_update` returns.
+
+    Attributes:
+      loss: the loss summed over the T steps (each evaluated with that step's parameters).
+      params: parameters after T optimizer updates.
+      opt_state: optimizer state after T updates.
+      outputs: per-step outputs, ``[T, ...]`` per leaf.
+      state: the model state after the last step.
+    """
+
+    loss: Array
+    params: PyTree
+    opt_state: PyTree
+    outputs: PyTree
+    state: PyTree
+
+
+def check_time_major(inputs: PyTree, num_steps: int | None, targets: PyTree = None) -> int:
+    """Validate the time axis of ``inputs`` and return ``T``.
+
+    Args:
+      inputs: a time-major sequence (every leaf ``[T, B, ...]``) when ``num_steps`` is None, else a
+        static input (every leaf ``[B, ...]``) presented at each of ``num_steps`` steps.
+      num_steps: ``T`` for a static input, or None for a sequence.
+      targets: optional; if given, its leaves' leading (batch) axis must match the inputs' batch.
+
+    Returns:
+      The number of time steps ``T``.
+
+    Raises:
+      ValueError: naming the offending argument and the expected shape.
+    """
+    leaves = jax.tree.leaves(inputs)
+    if not leaves:
+        raise ValueError("inputs must contain at least one array")
+    for leaf in leaves:
+        if not hasattr(leaf, "shape") or not jnp.issubdtype(jnp.result_type(leaf), jnp.number):
+            raise ValueError(f"inputs leaves must be numeric arrays, got {type(leaf).__name__}")
+    if num_steps is None:
+        shapes = [jnp.shape(x) for x in leaves]
+        if any(len(s) < 2 for s in shapes):
+            raise ValueError(
+                f"inputs must be time-major [T, B, ...] (or pass num_steps=T for a static input); "
+                f"got leaf shapes {shapes}"
+            )
+        lead = {s[0] for s in shapes}
+        if len(lead) != 1:
+            raise ValueError(f"inputs leaves disagree on the time axis [T, ...]: shapes {shapes}")
+        t = lead.pop()
+        batch = {s[1] for s in shapes}
+    else:
+        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        t = num_steps
+        batch = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
+    if t < 1:
+        raise ValueError(f"inputs have an empty time axis (T = {t}); expected T >= 1")
+    if targets is not None:
+        tb = {jnp.shape(x)[0] for x in jax.tree.leaves(targets) if jnp.ndim(x)}
+        if tb and tb != batch:
+            layout = "[B, ...] (static)" if num_steps is not None else "time-major [T, B, ...]"
+            raise ValueError(
+                f"targets batch size {sorted(tb)} does not match the inputs batch size "
+                f"{sorted(b for b in batch if b is not None)}; inputs are read as {layout}"
+            )
+    return t
+
+
+def _scan_inputs(inputs, num_steps):
+    """Return ``(xs, get)``: what to scan over and how to read step ``t``'s input from it."""
+    if num_steps is None:
+        return inputs, lambda x_t: x_t
+    return None, lambda _: inputs
+
+
+def forward(
+    step: StepFn,
+    params: PyTree,
+    state: PyTree,
+    inputs: PyTree,
+    *,
+    num_steps: int | None = None,
+) -> tuple[PyTree, PyTree]:
+    """Run the step function over T steps without gradients (evaluation).
+
+    Args:
+      step: ``step(params, state, x_t) -> (out_t, state)``.
+      params: model parameters.
+      state: the initial state (zeros for a new sequence).
+      inputs: time-major ``[T, B, ...]``, or static ``[B, ...]`` with ``num_steps``.
+      num_steps: ``T`` for a static input.
+
+    Returns:
+      ``(outputs, state)``; outputs stacked ``[T, ...]``. The paper predicts ``argmax Σ_t out_t``.
+    """
+    t = check_time_major(inputs, num_steps)
+    xs, get = _scan_inputs(inputs, num_steps)
+
+    def body(st, x_t):
+        out, st = step(params, st, get(x_t))
+        return st, out
+
+    state, outs = lax.scan(body, state, xs, length=t)
+    return outs, state
+
+
+def ottt_grad(
+    step: StepFn,
+    loss_fn: LossFn,
+    params: PyTree,
+    state: PyTree,
+    inputs: PyTree,
+    targets: PyTree,
+    *,
+    num_steps: int | None = None,
+) -> OnlineResult:
+    """OTTT_A: per-step gradients taken online, summed over the T steps.
+
+    Args:
+      step: the model's one-step function, built in online mode.
+      loss_fn: ``loss_fn(out_t, targets) -> scalar`` per-step loss ``L[t]``.
+      params: parameters (any pytree).
+      state: initial model state.
+      inputs: time-major ``[T, B, ...]``, or static ``[B, ...]`` with ``num_steps``.
+      targets: passed unchanged to ``loss_fn`` at every step.
+      num_steps: ``T`` for a static input.
+
+    Returns:
+      :class:`OnlineResult` with ``grads = Σ_t ∇_params L[t]`` (float32 accumulation): Eq. (5),
+      ``∇W = Σ_t g_u[t] â[t]ᵀ``. Memory does not grow with T.
+    """
+    t = check_time_major(inputs, num_steps, targets)
+    xs, get = _scan_inputs(inputs, num_steps)
+
+    def step_loss(p, st, x_t):
+        out, st = step(p, st, x_t)
+        return loss_fn(out, targets), (out, st)
+
+    vg = jax.value_and_grad(step_loss, has_aux=True)
+
+    def body(carry, x_t):
+        st, loss_sum, g_sum = carry
+        (loss, (out, st)), g = vg(params, st, get(x_t))
+        g_sum = jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_sum, g)
+        return (st, loss_sum + loss.astype(jnp.float32), g_sum), out
+
+    g0 = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _acc_dtype(p)), params)
+    (state, loss, grads), outs = lax.scan(body, (state, jnp.float32(0), g0), xs, length=t)
+    grads = jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grads, params)
+    return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)
+
+
+def ottt_update(
+    step: StepFn,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    params: PyTree,
+    opt_state: PyTree,
+    state: PyTree,
+    inputs: PyTree,
+    targets: PyTree,
+    *,
+    num_steps: int | None = None,
+    grad_reduce: Callable[[PyTree], PyTree] | None = None,
+) -> OnlineUpdateResult:
+    """OTTT_O: an optimizer update after every time step; the neuron state carries on.
+
+    Args:
+      step, loss_fn, params, state, inputs, targets, num_steps: as in :func:`ottt_grad`.
+      optimizer: an optax transformation; it sees T updates per sequence.
+      opt_state: its state.
+      grad_reduce: optional function applied to each step's gradient before the update, e.g.
+        ``lambda g: jax.lax.pmean(g, 'data')`` inside ``shard_map``. Under ``jit`` with sharded
+        inputs the mean over the global batch is already exact and none is needed.
+
+    Returns:
+      :class:`OnlineUpdateResult`. Step ``t+1`` runs with the parameters updated at step ``t``.
+    """
+    t = check_time_major(inputs, num_steps, targets)
+    xs, get = _scan_inputs(inputs, num_steps)
+
+    def step_loss(p, st, x_t):
+        out, st = step(p, st, x_t)
+        return loss_fn(out, targets), (out, st)
+
+    vg = jax.value_and_grad(step_loss, has_aux=True)
+
+    def body(carry, x_t):
+        p, o, st, loss_sum = carry
+        (loss, (out, st)), g = vg(p, st, get(x_t))
+        if grad_reduce is not None:
+            g = grad_reduce(g)
+        updates, o = optimizer.update(g, o, p)
+        p = optax.apply_updates(p, updates)
+        return (p, o, st, loss_sum + loss.astype(jnp.float32)), out
+
+    carry = (params, opt_state, state, jnp.float32(0))
+    (params, opt_state, state, loss), outs = lax.scan(body, carry, xs, length=t)
+    return OnlineUpdateResult(
+        loss=loss, params=params, opt_state=opt_state, outputs=outs, state=state
+    )
+
+
+def bptt_grad(
+    step: StepFn,
+    loss_fn: LossFn,
+    params: PyTree,
+    state: PyTree,
+    inputs: PyTree,
+    targets: PyTree,
+    *,
+    num_steps: int | None = None,
+) -> OnlineResult:
+    """BPTT baseline: ``jax.grad`` of ``Σ_t L[t]`` through the whole scan.
+
+    Args: as in :func:`ottt_grad`; build ``step`` with ``online=False`` for true BPTT.
+
+    Returns:
+      :class:`OnlineResult`. Memory grows linearly with T (every step's residuals are kept).
+    """
+    t = check_time_major(inputs, num_steps, targets)
+    xs, get = _scan_inputs(inputs, num_steps)
+
+    def total_loss(p):
+        def body(carry, x_t):
+            st, loss_sum = carry
+            out, st = step(p, st, get(x_t))
+            loss = loss_fn(out, targets).astype(jnp.float32)
+            return (st, loss_sum + loss), out
+
+        (st, loss), outs = lax.scan(body, (state, jnp.float32(0)), xs, length=t)
+        return loss, (outs, st)
+
+    (loss, (outs, st)), grads = jax.value_and_grad(total_loss, has_aux=True)(params)
+    return OnlineResult(loss=loss, grads=grads, outputs=outs, state=st)
+
+
+def three_factor_grad(pre_trace: Array, post_surrogate_grad: Array, modulator: Array) -> Array:
+    """Return the three-factor Hebbian weight gradient of a dense layer (Eq. (7)).
+
+    Args:
+      pre_trace: presynaptic traces ``â_i[t]``, ``[B, in]``.
+      post_surrogate_grad: postsynaptic surrogate derivatives ``f'(u_j[t])``, ``[B, out]``.
+      modulator: the global learning signal ``δ_j[t] = ∂L[t]/∂s_j[t]``, ``[B, out]``.
+
+    Returns:
+      ``∇W_ij = Σ_b â_i · f'(u_j) · δ_j``, ``[in, out]`` (the layout of ``x @ W``).
+    """
+    pre_trace, post, mod = map(jnp.asarray, (pre_trace, post_surrogate_grad, modulator))
+    if pre_trace.ndim != 2 or post.ndim != 2 or post.shape != mod.shape:
+        raise ValueError(
+            "three_factor_grad expects pre_trace [B, in] and post_surrogate_grad, modulator "
+            f"[B, out]; got {pre_trace.shape}, {post.shape}, {mod.shape}"
+        )
+    if pre_trace.shape[0] != post.shape[0]:
+        raise ValueError(f"batch sizes differ: {pre_trace.shape[0]} vs {post.shape[0]}")
+    return pre_trace.T @ (post * mod)
+
+
+def _acc_dtype(x) -> jnp.dtype:
+    dt = jnp.result_type(x)
+    return jnp.float32 if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits < 32 else dt

@@ -1,0 +1,237 @@
+"""Surrogate spike functions: Heaviside forward, pluggable smooth derivative backward.
+
+A surrogate is a small frozen (hashable) dataclass. Calling it on ``x = v - V_th`` returns the
+Heaviside step ``1[x >= 0]`` in the dtype of ``x`` (so it fires exactly at the threshold), while
+its derivative under ``jax.grad``/``jax.jvp`` is ``surrogate.derivative(x)``. Every surrogate also
+has a ``primitive(x)``, a smooth function whose exact derivative is ``derivative``; the tests check
+that pair with ``jax.grad``.
+
+Because surrogates are hashable values, they can be static arguments of ``jax.jit`` and attributes
+of Flax modules without retracing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+__all__ = [
+    "Atan",
+    "Clamp",
+    "Custom",
+    "Rectangular",
+    "Sigmoid",
+    "Surrogate",
+    "custom",
+    "get_surrogate",
+    "heaviside",
+]
+
+
+def heaviside(x: Array) -> Array:
+    """Return the Heaviside step ``1[x >= 0]`` in the dtype of ``x`` (no gradient rule).
+
+    Args:
+      x: any shape; ``v - V_th``.
+
+    Returns:
+      Array of the same shape and dtype with values in {0, 1}.
+
+    Eq. (1) of the paper: ``s = H(u - V_th)``.
+    """
+    return (x >= 0).astype(x.dtype)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _spike(surrogate: Surrogate, x: Array) -> Array:
+    return heaviside(x)
+
+
+@_spike.defjvp
+def _spike_jvp(surrogate: Surrogate, primals: tuple[Array], tangents: tuple[Array]):
+    (x,), (dx,) = primals, tangents
+    return heaviside(x), (surrogate.derivative(x) * dx).astype(x.dtype)
+
+
+class Surrogate:
+    """Base class: Heaviside forward, ``derivative`` backward.
+
+    Subclasses are frozen dataclasses and implement ``derivative(x)`` and ``primitive(x)``.
+    """
+
+    name: str = "surrogate"
+
+    def __call__(self, x: Array) -> Array:
+        """Spike: ``H(x)`` forward, ``self.derivative(x)`` as ``ds/dx`` under autodiff.
+
+        Args:
+          x: ``v - V_th``, any shape, floating dtype (float32 or bfloat16).
+
+        Returns:
+          Spikes in {0, 1}, same shape and dtype as ``x``.
+        """
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(f"surrogate input must be floating point, got dtype {x.dtype}")
+        return _spike(self, x)
+
+    def derivative(self, x: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def primitive(self, x: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Sigmoid(Surrogate):
+    """Sigmoid surrogate ``α·σ(αx)(1 − σ(αx))`` (the authors' default, α = 4)."""
+
+    alpha: float = 4.0
+    name = "sigmoid"
+
+    def __post_init__(self):
+        _check_positive("alpha", self.alpha)
+
+    def primitive(self, x: Array) -> Array:
+        return jax.nn.sigmoid(self.alpha * x)
+
+    def derivative(self, x: Array) -> Array:
+        sg = jax.nn.sigmoid(self.alpha * x)
+        return self.alpha * sg * (1 - sg)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rectangular(Surrogate):
+    """Rectangular surrogate ``(1/a)·1[|x| < a/2]``."""
+
+    a: float = 1.0
+    name = "rectangular"
+
+    def __post_init__(self):
+        _check_positive("a", self.a)
+
+    def primitive(self, x: Array) -> Array:
+        return jnp.clip(x / self.a + 0.5, 0.0, 1.0)
+
+    def derivative(self, x: Array) -> Array:
+        return (jnp.abs(x) < self.a / 2).astype(x.dtype) / self.a
+
+
+@dataclasses.dataclass(frozen=True)
+class Clamp(Surrogate):
+    """The paper's clamp-derivative surrogate ``1[|x| < V_th]`` (Sec. 4.2).
+
+    Its primitive is ``clamp(x + V_th, 0, 2 V_th) / 2 V_th · 2 V_th`` up to a constant, i.e. the
+    derivative of ``clip(x, -V_th, V_th)``.
+    """
+
+    v_th: float = 1.0
+    name = "clamp"
+
+    def __post_init__(self):
+        _check_positive("v_th", self.v_th)
+
+    def primitive(self, x: Array) -> Array:
+        return jnp.clip(x, -self.v_th, self.v_th)
+
+    def derivative(self, x: Array) -> Array:
+        return (jnp.abs(x) < self.v_th).astype(x.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Atan(Surrogate):
+    """Arctangent surrogate ``(α/2) / (1 + (π/2·α·x)²)``, primitive ``arctan(π/2·α·x)/π + 1/2``."""
+
+    alpha: float = 2.0
+    name = "atan"
+
+    def __post_init__(self):
+        _check_positive("alpha", self.alpha)
+
+    def primitive(self, x: Array) -> Array:
+        return jnp.arctan(math.pi / 2 * self.alpha * x) / math.pi + 0.5
+
+    def derivative(self, x: Array) -> Array:
+        return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Custom(Surrogate):
+    """A user-defined surrogate built by :func:`custom`."""
+
+    derivative_fn: Callable[[Array], Array] = dataclasses.field(compare=True)
+    primitive_fn: Callable[[Array], Array] | None = None
+    name: str = "custom"  # type: ignore[misc]
+
+    def derivative(self, x: Array) -> Array:
+        return jnp.asarray(self.derivative_fn(x), x.dtype)
+
+    def primitive(self, x: Array) -> Array:
+        if self.primitive_fn is None:
+            raise ValueError(f"surrogate {self.name!r} was built without a primitive")
+        return self.primitive_fn(x)
+
+
+def custom(
+    derivative: Callable[[Array], Array],
+    primitive: Callable[[Array], Array] | None = None,
+    name: str = "custom",
+) -> Custom:
+    """Build a surrogate from a user's derivative ``ds/dx`` (and optionally its primitive).
+
+    Args:
+      derivative: elementwise function of ``x = v - V_th`` giving the surrogate ``ds/dx``.
+      primitive: optional smooth function whose derivative is ``derivative`` (used in tests and
+        analysis only).
+      name: a label.
+
+    Returns:
+      A hashable surrogate. Pass the *same* function objects to get equal (cache-hitting) values.
+    """
+    if not callable(derivative):
+        raise ValueError(f"derivative must be callable, got {type(derivative).__name__}")
+    return Custom(derivative_fn=derivative, primitive_fn=primitive, name=name)
+
+
+_REGISTRY: dict[str, type[Surrogate]] = {
+    "sigmoid": Sigmoid,
+    "rectangular": Rectangular,
+    "clamp": Clamp,
+    "atan": Atan,
+}
+
+
+def get_surrogate(spec: str | Surrogate, **kwargs: Any) -> Surrogate:
+    """Resolve a surrogate from a name (``'sigmoid'``, ``'rectangular'``, ``'clamp'``, ``'atan'``).
+
+    Args:
+      spec: a name or an existing :class:`Surrogate` (returned as is).
+      **kwargs: the surrogate's parameters, e.g. ``alpha=4.0``.
+
+    Returns:
+      The surrogate.
+    """
+    if isinstance(spec, Surrogate):
+        if kwargs:
+            raise ValueError("keyword parameters are only accepted with a surrogate name")
+        return spec
+    if not isinstance(spec, str) or spec not in _REGISTRY:
+        raise ValueError(f"unknown surrogate {spec!r}; expected one of {sorted(_REGISTRY)}")
+    try:
+        return _REGISTRY[spec](**kwargs)
+    except TypeError as e:
+        fields = [f.name for f in dataclasses.fields(_REGISTRY[spec])]
+        raise ValueError(f"surrogate {spec!r} accepts parameters {fields}, got {kwargs}") from e
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"surrogate parameter {name} must be a finite number > 0, got {value!r}")
