@@ -58,7 +58,9 @@ def _spike(surrogate: Surrogate, x: Array) -> Array:
 @_spike.defjvp
 def _spike_jvp(surrogate: Surrogate, primals: tuple[Array], tangents: tuple[Array]):
     (x,), (dx,) = primals, tangents
-    return heaviside(x), (surrogate.derivative(x) * dx).astype(x.dtype)
+    # Evaluate the derivative in at least float32: bfloat16 sigmoids saturate to 0 too early.
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return heaviside(x), (surrogate.derivative(xf) * dx).astype(x.dtype)
 
 
 class Surrogate:
