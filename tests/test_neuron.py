@@ -87,7 +87,7 @@ def test_reset_gradient_is_configurable():
         n = LIF(surrogate=Rectangular(4.0), online=False, detach_reset=detach)
 
         def f(x0):
-            s0, st = n(n.init_state((1,)), x0)  # fires (x0 ≥ 1)
+            _, st = n(n.init_state((1,)), x0)  # fires (x0 ≥ 1)
             s1, _ = n(st, jnp.array([0.9]))
             return s1.sum()
 
