@@ -56,5 +56,6 @@ def __getattr__(name: str):
     if name == "train":
         from ottt_jax.train import train
 
+        globals()["train"] = train  # the import bound the submodule here; bind the function
         return train
     raise AttributeError(f"module 'ottt_jax' has no attribute {name!r}")

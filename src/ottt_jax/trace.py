@@ -191,14 +191,12 @@ def conv_weight_grad(x: Array, g: Array, kernel_hw: tuple[int, int], strides, pa
       ``[kh, kw, Ci, Co]``.
     """
     kh, kw = kernel_hw
-    out = lax.conv_general_dilated(
-        x,
-        _dilate(g, strides),
-        window_strides=(1, 1),
-        padding=padding,
-        dimension_numbers=("CHWN", "IHWO", "HWNC"),
-    )
-    return out[:kh, :kw]
+    # Explicit transposes to the canonical NHWC/HWIO layouts: XLA:CPU runs non-canonical
+    # dimension numbers through a slow path inside loops.
+    lhs = jnp.transpose(x, (3, 1, 2, 0))  # [Ci, H, W, B]: batch ↔ channels
+    rhs = jnp.transpose(_dilate(g, strides), (1, 2, 0, 3))  # [Ho', Wo', B, Co]
+    out = _conv(lhs, rhs, (1, 1), padding)  # [Ci, kh', kw', Co]
+    return jnp.transpose(out[:, :kh, :kw], (1, 2, 0, 3))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4))

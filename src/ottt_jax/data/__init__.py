@@ -1,0 +1,38 @@
+"""Datasets and input pipelines for ottt_jax (TFDS ``array_record`` sources + Grain).
+
+* :func:`get_dataset_info` — static facts (classes, frame shape, split sizes, mean/std).
+* :func:`make_loader` — a checkpointable Grain loader yielding
+  ``{"image": float32 [B, H, W, C] or [B, T, H, W, C], "label": int32 [B]}``.
+* :func:`open_source` — the raw random-access source of a split.
+* :mod:`ottt_jax.data.augment` — the per-sample NumPy augmentations.
+* :mod:`ottt_jax.data.cifar10_dvs` — AEDAT reader, frame integration and TFDS builder.
+* :mod:`ottt_jax.data.prepare` — ``python -m ottt_jax.data.prepare NAME ...`` (offline prep).
+
+TensorFlow is needed only to prepare ``cifar10``, ``cifar100`` and ``imagenet2012`` (TFDS encodes
+their images with it); reading and training never import it.
+"""
+
+from ottt_jax.data.pipeline import Loader, make_loader, shard_bounds, steps_per_epoch
+from ottt_jax.data.sources import (
+    DATASET_NAMES,
+    SPLITS,
+    DatasetInfo,
+    DatasetNotPreparedError,
+    get_dataset_info,
+    open_source,
+    prepare_command,
+)
+
+__all__ = [
+    "DATASET_NAMES",
+    "SPLITS",
+    "DatasetInfo",
+    "DatasetNotPreparedError",
+    "Loader",
+    "get_dataset_info",
+    "make_loader",
+    "open_source",
+    "prepare_command",
+    "shard_bounds",
+    "steps_per_epoch",
+]

@@ -1,0 +1,72 @@
+"""scikit-learn's 8×8 handwritten digits as a fixed, offline train/test split.
+
+The 1797 images ship with scikit-learn, so this dataset needs no download and no preparation. The
+split is fixed: ``train_test_split(test_size=360, stratify=labels, random_state=0)`` gives 1437
+training and 360 test images with the class proportions of the whole set. Pixels are divided by
+16 (their maximum), giving float32 images in [0, 1] of shape ``[8, 8, 1]`` (NHWC).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["DigitsSource", "load_digits_split"]
+
+NUM_TEST = 360
+SPLIT_SEED = 0
+
+
+@functools.cache
+def _split() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    labels = digits.target.astype(np.int32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=NUM_TEST, stratify=labels, random_state=SPLIT_SEED
+    )
+    for array in (x_train, x_test, y_train, y_test):
+        array.setflags(write=False)
+    return {"train": (x_train, y_train), "test": (x_test, y_test)}
+
+
+def load_digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(images, labels)`` of the fixed digits split.
+
+    Args:
+      split: ``"train"`` (1437 samples) or ``"test"`` (360 samples).
+
+    Returns:
+      Read-only ``images`` float32 ``[N, 8, 8, 1]`` in [0, 1] (pixels/16) and ``labels`` int32
+      ``[N]`` in [0, 10).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _split()[split]
+
+
+class DigitsSource:
+    """A random-access data source over one split of the digits, for Grain.
+
+    Records are dicts ``{"image": float32 [8, 8, 1], "label": int32}``.
+    """
+
+    def __init__(self, split: str):
+        self.split = split
+        self._images, self._labels = load_digits_split(split)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return {"image": self._images[index], "label": self._labels[index]}
+
+    def __repr__(self) -> str:
+        return f"DigitsSource(split={self.split!r})"
+
+    def __reduce__(self):
+        return (DigitsSource, (self.split,))

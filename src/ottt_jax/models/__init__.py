@@ -1,0 +1,55 @@
+"""Spiking network models (Flax, one time step per call) and the step-function adapter.
+
+* :class:`SpikingVGG` / :class:`SpikingVGGF`, :func:`vgg11`, :func:`vgg11f` — the authors' VGG-11
+  (sWS) and its feedback variant VGG-F (CIFAR-10/100, CIFAR10-DVS).
+* ``NFResNet``, ``nfresnet18/34/50`` — the normalizer-free spiking ResNets (ImageNet).
+* :func:`make_step` — turn any model into ``step(params, state, x_t) -> (out_t, state)`` for
+  :mod:`ottt_jax.online`.
+
+Every model has ``init_state(batch_size, input_shape, *, key=None, train=True, dtype)`` (a plain
+method, no parameters) and ``__call__(state, x_t, *, return_stats=False)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+
+from ottt_jax.models.nfresnet import NFResNet, nfresnet18, nfresnet34, nfresnet50
+from ottt_jax.models.vgg import VGG11_CFG, SpikingVGG, SpikingVGGF, vgg11, vgg11f
+
+__all__ = [
+    "VGG11_CFG",
+    "NFResNet",
+    "SpikingVGG",
+    "SpikingVGGF",
+    "make_step",
+    "nfresnet18",
+    "nfresnet34",
+    "nfresnet50",
+    "vgg11",
+    "vgg11f",
+]
+
+
+def make_step(model: nn.Module, return_stats: bool = False) -> Callable[[Any, Any, Any], Any]:
+    """Wrap a one-step model as a step function for :mod:`ottt_jax.online`.
+
+    Args:
+      model: a model of this package (or any module called as ``model(state, x_t, ...)``).
+      return_stats: make the step return ``((logits, stats), state)``, stats being
+        ``{lif_name: spikes per sample [B]}``.
+
+    Returns:
+      ``step(params, state, x_t) -> (out_t, new_state)`` that runs
+      ``model.apply({'params': params}, state, x_t, return_stats=return_stats)``.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a flax.linen Module, got {type(model).__name__}")
+
+    def step(params: Any, state: Any, x_t: Any):
+        return model.apply({"params": params}, state, x_t, return_stats=return_stats)
+
+    return step

@@ -1,0 +1,460 @@
+"""Spiking normalizer-free ResNets (NF-ResNet-18/34/50), the ImageNet models of OTTT.
+
+One call runs ONE time step, with the model interface shared by every ``ottt_jax`` model::
+
+    state = model.init_state(batch, (H, W, C), key=key, train=True)
+    (logits, new_state) = model.apply({'params': params}, state, x_t)
+
+Structure (the authors' ``online_spiking_nfresnet*``; see ``official_implementation.md``):
+
+* **Stem:** a 7×7 stride-2 sWS conv on the image (ordinary gradient, no neuron), then a 3×3
+  stride-2 average pool with padding 1 that counts the padded zeros.
+* **Pre-activation blocks** on a real-valued residual stream ``x``: ``h = LIF1(x / β)·2.74``; the
+  shortcut is ``downsample(h)`` (1×1 sWS conv with stride, trace rule) when the shape changes,
+  otherwise the raw ``x``; the residual branch ``y`` is a chain of sWS convs on ``h``, each later
+  conv preceded by its own LIF and Scale(2.74); ``out = y · skipinit_gain · α + shortcut``.
+* **Head:** global average pool of the stream, optional fixed-mask dropout, and a plain
+  ``Linear`` (``fc``) whose kernel starts at zero. Its input is real-valued, not spikes, so it
+  is an ordinary layer, never under the trace rule.
+
+Every conv fed by spikes uses the spike-forward / trace-gradient rule in online mode (OTTT) and
+is an ordinary conv in BPTT mode (``online=False``).
+
+**β and α** (signal propagation of NF-ResNets, Brock et al. 2021): the expected variance of the
+stream starts at 1; each block divides its input by ``β = sqrt(expected variance)`` and adds
+``α²`` to it; a block with a downsample shortcut resets it to ``1 + α²``.
+:meth:`NFResNet.block_constants` lists the values.
+
+**Bottleneck (NF-ResNet-50)** mirrors the BasicBlock rule as in the authors' code: a LIF and
+Scale(2.74) before every conv, i.e. ``h = LIF1(x/β)·2.74`` feeds ``conv1`` (1×1) and the
+downsample, ``LIF2`` feeds ``conv2`` (3×3, carries the stride) and ``LIF3`` feeds ``conv3`` (1×1,
+``4·planes`` channels). The stage's first block has a downsample whenever its stride is not 1
+or its input width is not ``4·planes`` (so ``layer1_0`` has one).
+
+**Stochastic depth** (``stochastic_depth = p``): each block's residual branch is dropped for a
+whole sequence with one Bernoulli draw per block *per sample*, drawn in :meth:`init_state` and
+held for all steps; a dropped block returns its shortcut exactly. Its LIFs still run (the first
+one feeds the downsample shortcut; the others are multiplied by 0 but still counted in the
+stats). As in the authors' code the surviving branches are not rescaled and nothing is dropped
+in evaluation (``train=False``). ``stochastic_depth_schedule`` is ``'uniform'`` (every block has
+rate ``p``: the authors' choice) or ``'linear'`` (block ``i`` of ``N`` has rate ``p·(i+1)/N``,
+Huang et al. 2016). The authors drew one value per block for the whole (per-GPU) batch; drawing
+per sample is the same in distribution for each sequence.
+
+**fc dropout** (``fc_dropout = p``): an inverted-dropout mask ``[B, C]`` on the pooled features,
+drawn in :meth:`init_state` and fixed for the sequence (kept units scaled by ``1/(1−p)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ottt_jax.layers import SPIKE_SCALE, Conv, Linear, avg_pool
+from ottt_jax.neuron import LIF, LIFState
+
+Array = jax.Array
+
+__all__ = [
+    "BlockSpec",
+    "NFBlock",
+    "NFResNet",
+    "nfresnet18",
+    "nfresnet34",
+    "nfresnet50",
+]
+
+_EXPANSION = {"basic": 1, "bottleneck": 4}
+_SD_SCHEDULES = ("uniform", "linear")
+
+
+class BlockSpec(NamedTuple):
+    """Static description of one residual block.
+
+    Attributes:
+      name: the submodule name, ``layer{stage}_{index}`` (1-based stage, 0-based index).
+      kind: ``'basic'`` or ``'bottleneck'``.
+      in_features: channels of the block's input stream.
+      planes: width of the residual branch's inner convs.
+      out_features: channels of the block's output stream (``planes · expansion``).
+      stride: spatial stride (2 at the first block of every stage but the first).
+      has_downsample: whether the shortcut is a 1×1 sWS conv on ``h`` instead of the raw stream.
+      beta: the input is divided by ``β = sqrt(expected variance)``.
+      alpha: the residual branch is scaled by ``α`` (times ``skipinit_gain``).
+      drop_rate: stochastic-depth rate of this block (0 when disabled).
+    """
+
+    name: str
+    kind: str
+    in_features: int
+    planes: int
+    out_features: int
+    stride: int
+    has_downsample: bool
+    beta: float
+    alpha: float
+    drop_rate: float
+
+
+def _out_size(n: int, stride: int) -> int:
+    """Spatial size after a conv/pool whose padding is ``(k − 1) / 2`` (every layer here)."""
+    return (n - 1) // stride + 1
+
+
+def _spikes_per_sample(s: Array) -> Array:
+    return jnp.sum(s.astype(jnp.float32), axis=tuple(range(1, s.ndim)))
+
+
+class NFBlock(nn.Module):
+    """One pre-activation spiking NF-ResNet block (BasicBlock or Bottleneck), one time step.
+
+    Attributes:
+      kind: ``'basic'`` (3×3, 3×3) or ``'bottleneck'`` (1×1, 3×3, 1×1 with 4× expansion).
+      planes: inner width.
+      out_features: output channels.
+      stride: stride of the block (on ``conv1`` for basic, ``conv2`` for bottleneck, and on the
+        downsample).
+      has_downsample: use a 1×1 sWS conv shortcut on ``h``.
+      beta: input divisor β.
+      alpha: residual scale α.
+      neuron: the LIF neuron (its ``online`` flag already set by the parent).
+      online: apply the trace rule to every conv (OTTT); else ordinary convs (BPTT).
+      dtype: compute dtype.
+    """
+
+    kind: str
+    planes: int
+    out_features: int
+    stride: int
+    has_downsample: bool
+    beta: float
+    alpha: float
+    neuron: LIF = LIF()
+    online: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, state: dict, x: Array) -> tuple[Array, dict, dict]:
+        """Advance the block one step.
+
+        Args:
+          state: ``{'sn1': LIFState, 'sn2': LIFState[, 'sn3': LIFState], 'keep': [B]}``.
+          x: the residual stream ``[B, H, W, C_in]``.
+
+        Returns:
+          ``(out, new_state, stats)``: ``out = y · skipinit_gain · α · keep + shortcut``,
+          ``[B, H', W', out_features]``; stats ``{'sn1': [B], ...}`` spikes per sample.
+        """
+        dt = self.dtype
+        skip_gain = self.param("skipinit_gain", nn.initializers.zeros, ())
+        x = x.astype(dt)
+        new_state, stats = {}, {}
+
+        def fire(key: str, inp: Array) -> tuple[Array, Array | None]:
+            s, st = self.neuron(state[key], inp)
+            new_state[key] = st
+            stats[key] = _spikes_per_sample(s)
+            tr = st.trace.astype(dt) * SPIKE_SCALE if self.online else None
+            return s.astype(dt) * SPIKE_SCALE, tr
+
+        def conv(name: str, k: int, stride: int, features: int):
+            return Conv(features, k, stride, (k - 1) // 2, dtype=dt, name=name)
+
+        h, h_tr = fire("sn1", x / self.beta)
+        if self.has_downsample:
+            shortcut = conv("downsample", 1, self.stride, self.out_features)(h, trace=h_tr)
+        else:
+            shortcut = x
+        if self.kind == "basic":
+            z = conv("conv1", 3, self.stride, self.planes)(h, trace=h_tr)
+            h2, tr2 = fire("sn2", z)
+            y = conv("conv2", 3, 1, self.out_features)(h2, trace=tr2)
+        else:
+            z = conv("conv1", 1, 1, self.planes)(h, trace=h_tr)
+            h2, tr2 = fire("sn2", z)
+            z = conv("conv2", 3, self.stride, self.planes)(h2, trace=tr2)
+            h3, tr3 = fire("sn3", z)
+            y = conv("conv3", 1, 1, self.out_features)(h3, trace=tr3)
+        keep = state["keep"].astype(dt)[:, None, None, None]
+        out = y * skip_gain.astype(dt) * self.alpha * keep + shortcut
+        new_state["keep"] = state["keep"]
+        return out, new_state, stats
+
+
+class NFResNet(nn.Module):
+    """A spiking NF-ResNet (one time step per call).
+
+    Attributes:
+      stage_sizes: blocks per stage, e.g. ``(3, 4, 6, 3)``; stage ``s`` (0-based) has
+        ``base_planes · 2**s`` planes and stride 2 except the first.
+      block: ``'basic'`` or ``'bottleneck'``.
+      num_classes: K.
+      neuron: the LIF neuron; its ``online`` flag is replaced by ``online``.
+      online: OTTT (True) or the BPTT baseline (False).
+      dtype: compute dtype (parameters stay float32).
+      alpha: α, the residual-branch scale (0.2).
+      stochastic_depth: drop rate p in [0, 1) of the residual branches (0 disables).
+      stochastic_depth_schedule: ``'uniform'`` (rate p everywhere) or ``'linear'`` (p·(i+1)/N).
+      fc_dropout: dropout rate in [0, 1) before ``fc``, mask fixed per sequence.
+      base_planes: planes of the first stage and channels of the stem (64 for the paper's
+        models; smaller values give toy networks).
+    """
+
+    stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    block: str = "basic"
+    num_classes: int = 1000
+    neuron: LIF = LIF()
+    online: bool = True
+    dtype: Any = jnp.float32
+    alpha: float = 0.2
+    stochastic_depth: float = 0.0
+    stochastic_depth_schedule: str = "uniform"
+    fc_dropout: float = 0.0
+    base_planes: int = 64
+
+    def __post_init__(self):
+        sizes = self.stage_sizes
+        if (
+            isinstance(sizes, (str, bytes))
+            or not isinstance(sizes, Sequence)
+            or len(sizes) == 0
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)
+        ):
+            raise ValueError(
+                f"stage_sizes must be a non-empty sequence of ints >= 1, got {sizes!r}"
+            )
+        object.__setattr__(self, "stage_sizes", tuple(sizes))
+        if self.block not in _EXPANSION:
+            raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
+        for field in ("num_classes", "base_planes"):
+            v = getattr(self, field)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{field} must be an int >= 1, got {v!r}")
+        for field in ("stochastic_depth", "fc_dropout"):
+            v = getattr(self, field)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
+                raise ValueError(f"{field} must be a rate in [0, 1), got {v!r}")
+        if self.stochastic_depth_schedule not in _SD_SCHEDULES:
+            raise ValueError(
+                f"stochastic_depth_schedule must be one of {_SD_SCHEDULES}, "
+                f"got {self.stochastic_depth_schedule!r}"
+            )
+        a = self.alpha
+        if not isinstance(a, (int, float)) or isinstance(a, bool) or not math.isfinite(a):
+            raise ValueError(f"alpha must be a finite number, got {a!r}")
+        if not isinstance(self.neuron, LIF):
+            raise ValueError(f"neuron must be an ottt_jax.neuron.LIF, got {self.neuron!r}")
+        super().__post_init__()
+
+    # ------------------------------------------------------------------------------------------
+    # Static structure
+    # ------------------------------------------------------------------------------------------
+
+    def block_specs(self) -> list[BlockSpec]:
+        """Return every block's static description, in network order.
+
+        Returns:
+          One :class:`BlockSpec` per block. β follows the authors' ``_make_layer``: the expected
+          variance starts at 1, grows by α² after each block and is reset to ``1 + α²`` after a
+          block with a downsample shortcut; ``β = sqrt(variance)`` before the block.
+        """
+        expansion = _EXPANSION[self.block]
+        n_blocks = sum(self.stage_sizes)
+        var, in_f, specs = 1.0, self.base_planes, []
+        for s, n in enumerate(self.stage_sizes):
+            planes = self.base_planes * 2**s
+            out_f = planes * expansion
+            for i in range(n):
+                stride = 2 if (s > 0 and i == 0) else 1
+                ds = i == 0 and (stride != 1 or in_f != out_f)
+                idx = len(specs)
+                if self.stochastic_depth_schedule == "linear":
+                    rate = self.stochastic_depth * (idx + 1) / n_blocks
+                else:
+                    rate = float(self.stochastic_depth)
+                specs.append(
+                    BlockSpec(
+                        name=f"layer{s + 1}_{i}",
+                        kind=self.block,
+                        in_features=in_f,
+                        planes=planes,
+                        out_features=out_f,
+                        stride=stride,
+                        has_downsample=ds,
+                        beta=math.sqrt(var),
+                        alpha=float(self.alpha),
+                        drop_rate=rate,
+                    )
+                )
+                var = 1.0 + self.alpha**2 if ds else var + self.alpha**2
+                in_f = out_f
+        return specs
+
+    def block_constants(self) -> list[tuple[str, float, float, bool]]:
+        """Return ``[(name, beta, alpha, has_downsample)]`` for every block, in network order."""
+        return [(b.name, b.beta, b.alpha, b.has_downsample) for b in self.block_specs()]
+
+    @property
+    def num_features(self) -> int:
+        """Channels of the final stream (the input size of ``fc``)."""
+        return self.block_specs()[-1].out_features
+
+    def _neuron_shapes(self, input_shape: tuple[int, int, int]) -> list[tuple[BlockSpec, dict]]:
+        h, w = input_shape[0], input_shape[1]
+        h, w = _out_size(_out_size(h, 2), 2), _out_size(_out_size(w, 2), 2)  # stem conv, pool
+        out = []
+        for b in self.block_specs():
+            ho, wo = _out_size(h, b.stride), _out_size(w, b.stride)
+            shapes = {"sn1": (h, w, b.in_features)}
+            if b.kind == "basic":
+                shapes["sn2"] = (ho, wo, b.planes)
+            else:
+                shapes["sn2"] = (h, w, b.planes)
+                shapes["sn3"] = (ho, wo, b.planes)
+            out.append((b, shapes))
+            h, w = ho, wo
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # State
+    # ------------------------------------------------------------------------------------------
+
+    def init_state(
+        self,
+        batch_size: int,
+        input_shape: tuple[int, int, int],
+        *,
+        key: Array | None = None,
+        train: bool = True,
+        dtype: Any = jnp.float32,
+    ) -> dict:
+        """Return the zero state of a new sequence, with its per-sequence random masks.
+
+        Args:
+          batch_size: B.
+          input_shape: ``(H, W, C)`` of one frame.
+          key: PRNG key for the stochastic-depth and fc-dropout masks; required when
+            ``train=True`` and either rate is > 0.
+          train: draw the masks; with False every block is kept and the fc mask is all ones.
+          dtype: dtype of the membranes, traces and masks.
+
+        Returns:
+          ``{'layer1_0': {'sn1': LIFState, 'sn2': LIFState[, 'sn3'], 'keep': [B]}, ...,
+          'fc_mask': [B, num_features]}``. ``keep`` is 1 (block kept) or 0 (residual branch
+          dropped for the whole sequence); ``fc_mask`` is 0 or ``1/(1−p)``.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if (
+            not isinstance(input_shape, Sequence)
+            or len(input_shape) != 3
+            or not all(isinstance(n, int) and n >= 1 for n in input_shape)
+        ):
+            raise ValueError(f"input_shape must be (H, W, C) positive ints, got {input_shape!r}")
+        specs = self._neuron_shapes(tuple(input_shape))
+        random = train and (self.stochastic_depth > 0 or self.fc_dropout > 0)
+        if random and key is None:
+            raise ValueError(
+                "key is required by init_state when train=True and stochastic_depth or "
+                "fc_dropout > 0 (the per-sequence masks are drawn from it)"
+            )
+        if random:
+            k_sd, k_fc = jax.random.split(key)
+            block_keys = jax.random.split(k_sd, len(specs))
+        state: dict = {}
+        for i, (b, shapes) in enumerate(specs):
+            st: dict = {}
+            for k, shape in shapes.items():
+                z = jnp.zeros((batch_size, *shape), dtype)
+                st[k] = LIFState(v=z, trace=z)
+            if random and b.drop_rate > 0:
+                keep = jax.random.bernoulli(block_keys[i], 1.0 - b.drop_rate, (batch_size,))
+                st["keep"] = keep.astype(dtype)
+            else:
+                st["keep"] = jnp.ones((batch_size,), dtype)
+            state[b.name] = st
+        n_feat = specs[-1][0].out_features
+        if random and self.fc_dropout > 0:
+            p = self.fc_dropout
+            mask = jax.random.bernoulli(k_fc, 1.0 - p, (batch_size, n_feat))
+            state["fc_mask"] = (mask.astype(jnp.float32) / (1.0 - p)).astype(dtype)
+        else:
+            state["fc_mask"] = jnp.ones((batch_size, n_feat), dtype)
+        return state
+
+    # ------------------------------------------------------------------------------------------
+    # One step
+    # ------------------------------------------------------------------------------------------
+
+    @nn.compact
+    def __call__(self, state: dict, x: Array, *, return_stats: bool = False):
+        """Run one time step.
+
+        Args:
+          state: from :meth:`init_state` (or the previous step).
+          x: the frame ``[B, H, W, C]`` (NHWC, float).
+          return_stats: also return spikes per sample of every LIF layer.
+
+        Returns:
+          ``(logits [B, K], new_state)``, or ``((logits, stats), new_state)`` with
+          ``stats = {'layer1_0/sn1': [B], 'layer1_0/sn2': [B], ...}`` in network order.
+        """
+        if jnp.ndim(x) != 4:
+            raise ValueError(f"x must be one NHWC frame [B, H, W, C], got shape {jnp.shape(x)}")
+        specs = self.block_specs()
+        want = [b.name for b in specs] + ["fc_mask"]
+        if not isinstance(state, dict) or any(k not in state for k in want):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"state must come from this model's init_state (keys {want}); got {got}"
+            )
+        neuron = dataclasses.replace(self.neuron, online=self.online)
+        dt = self.dtype
+        x = Conv(self.base_planes, 7, 2, 3, dtype=dt, name="conv1")(x)
+        x = avg_pool(x, 3, 2, 1)
+        new_state, stats = {}, {}
+        for b in specs:
+            x, new_state[b.name], st = NFBlock(
+                kind=b.kind,
+                planes=b.planes,
+                out_features=b.out_features,
+                stride=b.stride,
+                has_downsample=b.has_downsample,
+                beta=b.beta,
+                alpha=b.alpha,
+                neuron=neuron,
+                online=self.online,
+                dtype=dt,
+                name=b.name,
+            )(state[b.name], x)
+            stats.update({f"{b.name}/{k}": v for k, v in st.items()})
+        feat = jnp.mean(x, axis=(1, 2))
+        feat = feat * state["fc_mask"].astype(dt)
+        new_state["fc_mask"] = state["fc_mask"]
+        logits = Linear(self.num_classes, kernel_init=nn.initializers.zeros, dtype=dt, name="fc")(
+            feat
+        )
+        if return_stats:
+            return (logits, stats), new_state
+        return logits, new_state
+
+
+def nfresnet18(num_classes: int = 1000, **kwargs: Any) -> NFResNet:
+    """Return a spiking NF-ResNet-18: BasicBlocks, stages ``[2, 2, 2, 2]``."""
+    return NFResNet(stage_sizes=(2, 2, 2, 2), block="basic", num_classes=num_classes, **kwargs)
+
+
+def nfresnet34(num_classes: int = 1000, **kwargs: Any) -> NFResNet:
+    """Return a spiking NF-ResNet-34 (the paper's ImageNet model): BasicBlocks ``[3, 4, 6, 3]``."""
+    return NFResNet(stage_sizes=(3, 4, 6, 3), block="basic", num_classes=num_classes, **kwargs)
+
+
+def nfresnet50(num_classes: int = 1000, **kwargs: Any) -> NFResNet:
+    """Return a spiking NF-ResNet-50: Bottlenecks (expansion 4), stages ``[3, 4, 6, 3]``."""
+    return NFResNet(stage_sizes=(3, 4, 6, 3), block="bottleneck", num_classes=num_classes, **kwargs)
