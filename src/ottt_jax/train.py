@@ -216,7 +216,10 @@ def _make_train_step(s: _Setup, tx: optax.GradientTransformation):
             params = optax.apply_updates(ts.params, updates)
         logits_sum = res.outputs.astype(jnp.float32).sum(0)  # the paper predicts argmax Σ_t out_t
         correct = jnp.sum(jnp.argmax(logits_sum, -1) == labels)
-        metrics = {"loss": res.loss, "correct": correct}
+        finite = jnp.isfinite(res.loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
+        )
+        metrics = {"loss": res.loss, "correct": correct, "finite": finite}
         return TrainState(ts.step + 1, params, opt_state, ts.rng), metrics
 
     return jax.jit(
@@ -454,14 +457,7 @@ def train(
         worker_count=cfg.data.worker_count,
         num_frames=cfg.data.num_frames,
     )
-    steps_per_epoch = data_lib.steps_per_epoch(
-        cfg.data.dataset,
-        "train",
-        per_host,
-        drop_remainder=True,
-        shard_count=jax.process_count(),
-        num_frames=cfg.data.num_frames,
-    )
+    steps_per_epoch = loader.steps_per_epoch
     total_steps = cfg.optim.epochs * steps_per_epoch
     if cfg.max_train_steps is not None:
         total_steps = min(total_steps, cfg.max_train_steps)
@@ -515,7 +511,7 @@ def train(
         nonlocal run_loss, run_correct, run_count
         for at, m in jax.device_get(pending):
             loss = float(m["loss"])
-            if not math.isfinite(loss):
+            if not (math.isfinite(loss) and bool(m["finite"])):
                 last = ckpt.latest_step()
                 where = (
                     f"the last good checkpoint is {ckpt.latest_dir}/{last}"
@@ -523,7 +519,7 @@ def train(
                     else "no checkpoint had been written yet"
                 )
                 raise TrainingDivergedError(
-                    f"non-finite training loss ({loss}) at step {at} (epoch "
+                    f"non-finite training loss or parameters (loss {loss}) at step {at} (epoch "
                     f"{(at - 1) // steps_per_epoch}); stopped. {where}"
                 )
             run_loss += loss
@@ -695,7 +691,8 @@ def _plot_curves(metrics_path: str, out_path: str) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [json.loads(line) for line in open(metrics_path)]
+    with open(metrics_path) as f:
+        recs = [json.loads(line) for line in f]
     tr = [r for r in recs if r["kind"] == "train"]
     ev = [r for r in recs if r["kind"] == "eval"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -1,0 +1,163 @@
+"""End-to-end training: presets, methods, resume, multi-device, CLI and every error path."""
+
+import importlib
+import json
+import os
+import signal
+
+import chex
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ottt_jax import config as config_lib
+from ottt_jax.checkpoint import IncompatibleCheckpointError
+
+T = importlib.import_module("ottt_jax.train")  # the module (ottt_jax.train is the function)
+
+QUIET = ["progress=false"]
+
+
+def _digits(*overrides):
+    return config_lib.get_config("digits", [*QUIET, *overrides])
+
+
+def test_package_exposes_train_function():
+    import ottt_jax
+
+    # Once `import ottt_jax.train` has run, Python binds the submodule on the package; the module
+    # is callable and forwards to train(), so `ottt_jax.train(cfg)` works either way.
+    assert callable(ottt_jax.train)
+    with pytest.raises(ValueError, match="unknown preset"):
+        ottt_jax.train("no_such_preset")
+
+
+def test_digits_preset_reaches_90_percent(tmp_path):
+    """The embedded default on real data, with a reduced epoch count (the preset runs 30)."""
+    r = T.train(_digits("optim.epochs=8", "eval_every_epochs=4"), workdir=str(tmp_path))
+    assert r["test_accuracy"] >= 0.90, r["test_accuracy"]
+    assert r["steps"] == 8 * 44
+    with open(r["metrics"]) as f:
+        recs = [json.loads(line) for line in f]
+    assert {"train", "eval"} == {x["kind"] for x in recs}
+    assert [x["epoch"] for x in recs if x["kind"] == "eval"] == [4, 8]
+    assert os.path.getsize(r["curves"]) > 10_000  # a real PNG of the curves
+    assert r["best_checkpoint"] is not None and os.path.isdir(r["checkpoint"])
+    # ottt-eval at another T (Fig. 3 setting): more steps still classify well
+    ev = T.evaluate_checkpoint(str(tmp_path), num_steps=8)
+    assert ev["num_steps"] == 8 and ev["accuracy"] >= 0.85 and ev["count"] == 360
+
+
+@pytest.mark.parametrize("method", ["ottt_a", "ottt_o", "bptt"])
+def test_mock_cifar10_end_to_end(tmp_path, method):
+    overrides = [
+        *QUIET,
+        f"method={method}",
+        "model.vgg_cfg=[8,M,16]",
+        "num_steps=2",
+        "data.batch_size=8",
+        "data.eval_batch_size=8",
+        "max_train_steps=3",
+        "optim.epochs=2",  # 16 mock examples / batch 8 = 2 steps per epoch
+    ]
+    with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
+        r = T.train("cifar10_vgg", overrides, workdir=str(tmp_path))
+    assert r["steps"] == 3 and np.isfinite(r["train_loss"]) and 0 <= r["test_accuracy"] <= 1
+    init = T._init_state(
+        T._setup(config_lib.get_config("cifar10_vgg", overrides)),
+        T.make_optimizer(config_lib.get_config("cifar10_vgg", overrides), 2)[0],
+    ).params
+    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), init, r["params"])
+    assert all(jax.tree.leaves(changed["features_4"])), changed  # the trace-rule conv learned
+
+
+def _params(r):
+    return jax.device_get(r["params"])
+
+
+def test_resume_and_ctrl_c_equal_uninterrupted(tmp_path, monkeypatch):
+    cfg = _digits("method=ottt_o", "max_train_steps=10", "checkpoint_every_steps=4")
+    full = T.train(cfg, workdir=str(tmp_path / "full"))
+
+    # 1) stop after 6 steps, then resume to 10
+    T.train(config_lib.apply_overrides(cfg, ["max_train_steps=6"]), workdir=str(tmp_path / "a"))
+    resumed = T.train(cfg, workdir=str(tmp_path / "a"))
+    chex.assert_trees_all_equal(_params(resumed), _params(full))
+
+    # 2) Ctrl-C during step 5 leaves an exact checkpoint at step 5; rerunning finishes the job
+    calls = {"n": 0}
+    real_batch = T._batch
+
+    def batch_then_sigint(s, b):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            signal.raise_signal(signal.SIGINT)
+        return real_batch(s, b)
+
+    monkeypatch.setattr(T, "_batch", batch_then_sigint)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, workdir=str(tmp_path / "b"))
+    monkeypatch.setattr(T, "_batch", real_batch)
+    assert sorted(os.listdir(tmp_path / "b" / "checkpoints"))[-1] == "5"
+    after = T.train(cfg, workdir=str(tmp_path / "b"))
+    chex.assert_trees_all_equal(_params(after), _params(full))
+
+
+@pytest.mark.parametrize("method", ["ottt_a", "ottt_o", "bptt"])
+def test_four_devices_equal_one_device(tmp_path, method):
+    assert jax.device_count() == 4
+    cfg = _digits(f"method={method}", "max_train_steps=3")
+    one = T.train(cfg, workdir=str(tmp_path / "one"), devices=jax.devices()[:1])
+    four = T.train(cfg, workdir=str(tmp_path / "four"))
+    chex.assert_trees_all_close(_params(one), _params(four), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_size_one_trains(tmp_path):
+    r = T.train(
+        _digits("data.batch_size=1", "max_train_steps=4", "method=ottt_o"),
+        workdir=str(tmp_path),
+        devices=jax.devices()[:1],
+    )
+    assert r["steps"] == 4 and np.isfinite(r["train_loss"])
+
+
+def test_cli_train_and_eval(tmp_path, capsys):
+    wd = str(tmp_path)
+    args = ["--config", "digits", "--set", "max_train_steps=5", "--set", "progress=false"]
+    assert T.cli_train([*args, "--workdir", wd]) == 0
+    assert "test accuracy:" in capsys.readouterr().out
+    assert T.cli_eval(["--workdir", wd, "--num-steps", "6", "--which", "latest"]) == 0
+    assert "test accuracy at T=6" in capsys.readouterr().out
+    assert T.cli_train(["--config", "digits", "--set", "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optim.lrr'" in err and "lr" in err
+
+
+def test_error_paths(tmp_path):
+    with pytest.raises(ValueError, match=r"divisible by the number of devices \(4\)"):
+        T.train(_digits("data.batch_size=30"), workdir=str(tmp_path / "div"))
+
+    wd = str(tmp_path / "inc")
+    T.train(_digits("max_train_steps=2"), workdir=wd)
+    with pytest.raises(IncompatibleCheckpointError, match=r"model.vgg_cfg: \(32, 'M', 64\)"):
+        T.train(_digits("max_train_steps=4", "model.vgg_cfg=[16,M,32]"), workdir=wd)
+    with pytest.raises(ValueError, match="already holds a checkpoint .* resume=false"):
+        T.train(_digits("max_train_steps=4", "resume=false"), workdir=wd)
+
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        T.train(
+            config_lib.get_config("cifar10_vgg", [*QUIET, f"data.data_dir={tmp_path / 'none'}"]),
+            workdir=str(tmp_path / "missing"),
+        )
+
+    wd = str(tmp_path / "nan")
+    with pytest.raises(T.TrainingDivergedError, match=r"non-finite .* at step \d+ .* last good"):
+        T.train(_digits("optim.lr=1e30", "checkpoint_every_steps=1"), workdir=wd)
+    meta_dir = os.path.join(wd, "checkpoints")
+    last = max(int(d) for d in os.listdir(meta_dir) if d.isdigit())
+    restored = T.Checkpointer(wd).restore(
+        T._init_state(T._setup(_digits()), T.make_optimizer(_digits(), 44)[0])
+    )
+    assert restored is not None and int(restored[0].step) == last
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(restored[0].params)))
