@@ -142,7 +142,7 @@ def test_error_paths(tmp_path):
     T.train(_digits("max_train_steps=2"), workdir=wd)
     with pytest.raises(IncompatibleCheckpointError, match=r"model.vgg_cfg: \(32, 'M', 64\)"):
         T.train(_digits("max_train_steps=4", "model.vgg_cfg=[16,M,32]"), workdir=wd)
-    with pytest.raises(ValueError, match="already holds a checkpoint .* resume=false"):
+    with pytest.raises(ValueError, match=r"already holds a checkpoint .* resume=false"):
         T.train(_digits("max_train_steps=4", "resume=false"), workdir=wd)
 
     with pytest.raises(FileNotFoundError, match="prepare"):
