@@ -34,7 +34,7 @@ def test_grad_is_derivative_and_equals_grad_of_primitive(s):
 def test_derivative_matches_finite_differences_of_primitive(s):
     x = np.asarray(XS, np.float64)
     h = 1e-5
-    fd = (np.asarray(s.primitive(jnp.asarray(x + h))) - np.asarray(s.primitive(jnp.asarray(x - h))))
+    fd = np.asarray(s.primitive(jnp.asarray(x + h))) - np.asarray(s.primitive(jnp.asarray(x - h)))
     fd = fd / (2 * h)
     np.testing.assert_allclose(s.derivative(XS), fd, rtol=2e-2, atol=2e-3)
 
@@ -77,7 +77,7 @@ def test_custom_factory():
     deriv = lambda x: jnp.exp(-(x**2))
     s = sg.custom(deriv, name="gauss")
     np.testing.assert_array_equal(s(jnp.array([-0.5, 0.0, 0.5])), [0, 1, 1])
-    np.testing.assert_allclose(jax.vmap(jax.grad(s))(XS), np.exp(-np.asarray(XS) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(s))(XS), np.exp(-(np.asarray(XS) ** 2)), rtol=1e-6)
     with pytest.raises(ValueError, match="without a primitive"):
         s.primitive(XS)
     with pytest.raises(ValueError, match="derivative must be callable"):
