@@ -102,8 +102,8 @@ class Conv(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, trace: Array | None = None) -> Array:
-        """Apply the conv to ``x`` ``[B, H, W, Ci]``; with ``trace``, take ∇W at the trace."""
+    def __call__(self, x: Array, trace: Array | None = None, trace_scale: float = 1.0) -> Array:
+        """Apply to ``x`` ``[B, H, W, Ci]``; with ``trace``, take ∇W at ``trace_scale·trace``."""
         k = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
         if self.weight_standardization:
@@ -116,8 +116,11 @@ class Conv(nn.Module):
         # Without a trace the gradient is the ordinary one: the trace rule with trace := input.
         # Going through conv_spike_trace either way keeps the backward pass as forward
         # convolutions, which XLA:CPU runs far faster than autodiff's inside lax.scan.
-        a = x if trace is None else trace.astype(self.dtype)
-        y = conv_spike_trace(kernel, x, a, strides, pad)
+        if trace is None:
+            a, trace_scale = x, 1.0
+        else:
+            a = trace.astype(self.dtype)
+        y = conv_spike_trace(kernel, x, a, strides, pad, trace_scale)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + bias.astype(self.dtype)
@@ -141,15 +144,18 @@ class Linear(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, trace: Array | None = None) -> Array:
-        """Apply to ``x`` ``[B, in]``; with ``trace``, take ∇W at the trace."""
+    def __call__(self, x: Array, trace: Array | None = None, trace_scale: float = 1.0) -> Array:
+        """Apply to ``x`` ``[B, in]``; with ``trace``, take ∇W at ``trace_scale·trace``."""
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
         if self.weight_standardization:
             gain = self.param("gain", nn.initializers.ones, (self.features,))
             kernel = standardize_weight(kernel, gain)
         kernel = kernel.astype(self.dtype)
         x = x.astype(self.dtype)
-        y = x @ kernel if trace is None else dense_spike_trace(kernel, x, trace.astype(self.dtype))
+        if trace is None:
+            y = x @ kernel
+        else:
+            y = dense_spike_trace(kernel, x, trace.astype(self.dtype), trace_scale)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
         return y

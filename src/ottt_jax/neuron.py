@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ottt_jax.surrogate import Surrogate, get_surrogate
+from ottt_jax.surrogate import Surrogate, get_surrogate, heaviside
 
 Array = jax.Array
 
@@ -43,6 +44,44 @@ def decay_from_tau(tau: float) -> float:
     if not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 1:
         raise ValueError(f"tau must be a finite number >= 1, got {tau!r}")
     return 1.0 - 1.0 / tau
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _fire(surrogate: Surrogate, v_th: float, detach_reset: bool, v: Array):
+    """Fire and reset: ``s = H(v − V_th)``, ``v_next = v − V_th·s``.
+
+    The backward pass needs the surrogate derivative at ``v``. Rather than keeping ``v`` (or
+    the derivative) alive as a float residual, it keeps the post-reset ``v_next`` — which the
+    caller's state holds anyway — and the spikes as booleans, and recovers ``v = v_next + V_th·s``.
+    Inside ``lax.scan`` this keeps the per-step memory of OTTT at one state plus one byte per
+    neuron (XLA would otherwise rematerialize ``v`` from the previous state, keeping both alive).
+    """
+    s = heaviside(v - v_th)
+    return s, v - v_th * s
+
+
+def _fire_fwd(surrogate, v_th, detach_reset, v):
+    s = heaviside(v - v_th)
+    v_next = v - v_th * s
+    # The barrier stops XLA from recomputing v_next from the previous state inside the backward
+    # pass (which would keep the previous state alive next to the new one).
+    v_next, fired = jax.lax.optimization_barrier((v_next, s.astype(jnp.bool_)))
+    return (s, v_next), (v_next, fired)
+
+
+def _fire_bwd(surrogate, v_th, detach_reset, res, cts):
+    v_next, fired = res
+    g_s, g_next = cts
+    s = fired.astype(v_next.dtype)
+    xf = (v_next + v_th * s - v_th).astype(jnp.promote_types(v_next.dtype, jnp.float32))
+    d = surrogate.derivative(xf)
+    g_v = g_s * d + g_next  # ∂v_next/∂v = 1 with the reset detached
+    if not detach_reset:
+        g_v = g_v - g_next * v_th * d  # the reset path: ∂(−V_th·s)/∂v = −V_th·f'(v − V_th)
+    return (g_v.astype(v_next.dtype),)
+
+
+_fire.defvjp(_fire_fwd, _fire_bwd)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +140,6 @@ class LIF:
             )
         v_prev = jax.lax.stop_gradient(state.v) if self.online else state.v
         v = self.decay * v_prev.astype(x.dtype) + x
-        s = self.surrogate(v - self.v_th)
-        s_reset = jax.lax.stop_gradient(s) if self.detach_reset else s
-        v_next = v - self.v_th * s_reset
+        s, v_next = _fire(self.surrogate, float(self.v_th), self.detach_reset, v)
         trace = jax.lax.stop_gradient(self.decay * state.trace.astype(x.dtype) + s)
         return s, LIFState(v=v_next.astype(state.v.dtype), trace=trace.astype(state.trace.dtype))

@@ -100,18 +100,39 @@ def _dense(w: Array, x: Array) -> Array:
     return x @ w
 
 
-def dense_spike_trace(w: Array, spikes: Array, trace: Array) -> Array:
-    """Dense ``spikes @ w`` forward with the weight gradient ``traceᵀ g`` (Eq. (5)).
+def dense_spike_trace(w: Array, spikes: Array, trace: Array, trace_scale: float = 1.0) -> Array:
+    """Dense ``spikes @ w`` forward with the weight gradient ``c·traceᵀ g`` (Eq. (5)).
 
     Args:
       w: ``[in, out]``.
       spikes: ``[..., in]``.
       trace: ``[..., in]``.
+      trace_scale: the constant ``c`` (see :func:`conv_spike_trace`).
 
     Returns:
       ``[..., out]``.
     """
-    return spike_trace(_dense, w, spikes, trace)
+    _check_pair(spikes, trace)
+    return _dense_st(w, spikes, trace, float(trace_scale))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _dense_st(w, spikes, trace, trace_scale):
+    return spikes @ w
+
+
+def _dense_st_fwd(w, spikes, trace, trace_scale):
+    return spikes @ w, (w, trace)
+
+
+def _dense_st_bwd(trace_scale, res, g):
+    w, trace = res
+    a2 = trace.reshape(-1, trace.shape[-1])
+    dw = (a2.T @ g.reshape(-1, g.shape[-1])) * trace_scale
+    return dw.astype(w.dtype), (g @ w.T).astype(trace.dtype), jnp.zeros_like(trace)
+
+
+_dense_st.defvjp(_dense_st_fwd, _dense_st_bwd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,18 +220,21 @@ def conv_weight_grad(x: Array, g: Array, kernel_hw: tuple[int, int], strides, pa
     return jnp.transpose(out[:, :kh, :kw], (1, 2, 0, 3))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _conv_st(w, spikes, trace, strides, padding):
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _conv_st(w, spikes, trace, strides, padding, trace_scale):
     return _conv(spikes, w, strides, padding)
 
 
-def _conv_st_fwd(w, spikes, trace, strides, padding):
+def _conv_st_fwd(w, spikes, trace, strides, padding, trace_scale):
     return _conv(spikes, w, strides, padding), (w, trace)
 
 
-def _conv_st_bwd(strides, padding, res, g):
+def _conv_st_bwd(strides, padding, trace_scale, res, g):
     w, trace = res
-    dw = conv_weight_grad(trace, g, w.shape[:2], strides, padding).astype(w.dtype)
+    dw = conv_weight_grad(trace, g, w.shape[:2], strides, padding)
+    if trace_scale != 1.0:
+        dw = dw * trace_scale
+    dw = dw.astype(w.dtype)
     dx = conv_input_grad(g, w, trace.shape[1:3], strides, padding).astype(trace.dtype)
     return dw, dx, jnp.zeros_like(trace)
 
@@ -224,6 +248,7 @@ def conv_spike_trace(
     trace: Array,
     strides: Sequence[int] = (1, 1),
     padding: str | int | Sequence[tuple[int, int]] = "SAME",
+    trace_scale: float = 1.0,
 ) -> Array:
     """2-D convolution of spikes, with the weight gradient taken at the trace.
 
@@ -234,9 +259,12 @@ def conv_spike_trace(
       trace: ``â[t]``, same shape and dtype as ``spikes``.
       strides: ``(sh, sw)``.
       padding: ``'SAME'`` (symmetric, odd kernels), ``'VALID'``, an int, or explicit pairs.
+      trace_scale: a constant ``c``: the weight gradient is taken at ``c·trace``. Passing the
+        raw neuron trace with ``c = 2.74`` (instead of a scaled copy) lets the backward pass reuse
+        the trace buffer the scan carries anyway, rather than keeping a scaled copy alive.
 
     Returns:
-      ``conv(spikes, w)``, ``[B, Ho, Wo, Co]``. Backward: ``∂w = conv_weight_grad(trace, g)``,
+      ``conv(spikes, w)``, ``[B, Ho, Wo, Co]``. Backward: ``∂w = c·conv_weight_grad(trace, g)``,
       ``∂spikes = conv_input_grad(g, w)``, ``∂trace = 0`` — Eq. (5) for convolutions.
     """
     _check_pair(spikes, trace)
@@ -247,7 +275,7 @@ def conv_spike_trace(
         )
     strides = tuple(int(s) for s in strides)
     pad = _normalize_padding(padding, w.shape[:2])
-    return _conv_st(w, spikes, trace, strides, pad)
+    return _conv_st(w, spikes, trace, strides, pad, float(trace_scale))
 
 
 def _check_pair(spikes, trace) -> None:

@@ -383,6 +383,7 @@ class SpikingVGG(nn.Module):
         masks = state.get("neuron_mask", {})
         new_lif, stats = {}, {}
         s = a = None
+        a_scale = 1.0
         ci = 0
         for v in self.cfg:
             if v == "M":
@@ -395,7 +396,7 @@ class SpikingVGG(nn.Module):
                 if self.feedback:
                     u = u + self._feedback(state, feat)
             else:
-                u = conv(s, trace=a if self.online else None)
+                u = conv(s, trace=a if self.online else None, trace_scale=a_scale)
             spikes, st = neuron(state["lif"][lif], u)
             new_lif[lif] = st
             s, a = spikes, st.trace.astype(spikes.dtype)
@@ -405,13 +406,18 @@ class SpikingVGG(nn.Module):
             if return_stats:
                 sent = spikes * (masks[lif] > 0) if lif in masks else spikes
                 stats[lif] = jnp.sum(sent, axis=(1, 2, 3), dtype=jnp.float32)
-            s, a = s * SPIKE_SCALE, a * SPIKE_SCALE
+            # Scale(2.74): the spikes are scaled here; the trace's scale is carried as a constant
+            # (a_scale) into the trace-rule ops, so their backward keeps the LIF's own trace
+            # buffer (already in the scan carry) instead of a scaled copy.
+            s, a_scale = s * SPIKE_SCALE, SPIKE_SCALE
             ci += 1
         new_state = dict(state, lif=new_lif)
         if self.feedback:
             new_state["feedback"] = {
                 "spikes": jax.lax.stop_gradient(s).astype(state["feedback"]["spikes"].dtype),
-                "trace": jax.lax.stop_gradient(a).astype(state["feedback"]["trace"].dtype),
+                "trace": jax.lax.stop_gradient(a * a_scale).astype(
+                    state["feedback"]["trace"].dtype
+                ),
             }
             new_state["step"] = state["step"] + 1
         z, za = jnp.mean(s, axis=(1, 2)), jnp.mean(a, axis=(1, 2))
@@ -419,7 +425,7 @@ class SpikingVGG(nn.Module):
             m = state["fc_mask"].astype(z.dtype)
             z, za = z * m, za * m
         logits = Linear(self.num_classes, name="classifier_0", dtype=self.dtype)(
-            z, trace=za if self.online else None
+            z, trace=za if self.online else None, trace_scale=a_scale
         )
         if return_stats:
             return (logits, stats), new_state
