@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from importlib import metadata
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = os.path.join(REPO, "figures")
@@ -84,6 +87,17 @@ def git_rev() -> str:
         ).strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def run_in_subprocess(code: str, xla_flags: str) -> Any:
+    """Run ``code`` (which prints JSON on its last line) in a fresh Python with extra XLA flags.
+
+    XLA flags are process-wide and read once, so flag experiments never run in this process.
+    """
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+    out = subprocess.check_output([sys.executable, "-c", code], env=env, text=True, cwd=REPO)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 class Timer:

@@ -1,0 +1,215 @@
+"""Section 1: training memory against T (the paper's Fig. 2), from XLA's compiled memory analysis.
+
+``python -m benchmarks.memory [--quick]``. Nothing runs: each training iteration (one OTTT_A /
+OTTT_O / BPTT update of VGG-11 sWS at CIFAR-10 shapes, batch 128, SGD with momentum, params and
+optimizer state donated) is only lowered and compiled, and ``temp_size_in_bytes`` is read.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import sys
+
+from benchmarks.common import Section, Timer, figure_path, md_table, rel, run_in_subprocess
+
+METHODS = ("ottt_a", "ottt_o", "bptt")
+LABELS = {"ottt_a": "OTTT_A", "ottt_o": "OTTT_O", "bptt": "BPTT"}
+BARRIER_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
+
+
+def make_iteration(
+    method: str, num_steps: int, batch: int, shape=(32, 32, 3), num_classes=10, vgg_cfg=None
+):
+    """Build one training iteration of a spiking VGG (OTTT_A, OTTT_O or BPTT + SGD momentum).
+
+    The VGG is VGG-11 sWS unless ``vgg_cfg`` gives another layer list.
+
+    Returns:
+      ``(iteration, model, optimizer)`` with ``iteration(params, opt_state, x, y) ->
+      (params, opt_state, loss)``.
+    """
+    import optax
+
+    from ottt_jax.losses import instantaneous_loss
+    from ottt_jax.models import SpikingVGG, make_step
+    from ottt_jax.online import bptt_grad, ottt_grad, ottt_update
+
+    kw = {} if vgg_cfg is None else {"cfg": tuple(vgg_cfg)}
+    model = SpikingVGG(num_classes=num_classes, online=method != "bptt", **kw)
+    step = make_step(model)
+    loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=num_steps)
+    opt = optax.sgd(0.1, momentum=0.9)
+
+    def iteration(p, o, x, y):
+        st = model.init_state(batch, tuple(shape), train=False)
+        if method == "ottt_o":
+            r = ottt_update(step, loss_fn, opt, p, o, st, x, y, num_steps=num_steps)
+            return r.params, r.opt_state, r.loss
+        fn = ottt_grad if method == "ottt_a" else bptt_grad
+        r = fn(step, loss_fn, p, st, x, y, num_steps=num_steps)
+        updates, o = opt.update(r.grads, o, p)
+        return optax.apply_updates(p, updates), o, r.loss
+
+    return iteration, model, opt
+
+
+def init_params(model, shape=(32, 32, 3), key: int = 0):
+    """Initialize ``model``'s parameters for frames of ``shape``."""
+    import jax
+    import jax.numpy as jnp
+
+    st = model.init_state(1, shape, train=False)
+    return model.init(jax.random.PRNGKey(key), st, jnp.zeros((1, *shape)))["params"]
+
+
+def measure(method: str, num_steps: int, batch: int = 128) -> dict[str, float]:
+    """Compile one training iteration and return its memory analysis in MiB.
+
+    Args:
+      method: 'ottt_a', 'ottt_o' or 'bptt'.
+      num_steps: T.
+      batch: batch size.
+
+    Returns:
+      ``{'temp', 'argument', 'output', 'generated_code'}`` in MiB.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    iteration, model, opt = make_iteration(method, num_steps, batch)
+    params = jax.eval_shape(lambda: init_params(model))
+    opt_state = jax.eval_shape(opt.init, params)
+    x = jax.ShapeDtypeStruct((batch, 32, 32, 3), jnp.float32)
+    y = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    compiled = jax.jit(iteration, donate_argnums=(0, 1)).lower(params, opt_state, x, y).compile()
+    m = compiled.memory_analysis()
+    mib = 2.0**20
+    return {
+        "temp": m.temp_size_in_bytes / mib,
+        "argument": m.argument_size_in_bytes / mib,
+        "output": m.output_size_in_bytes / mib,
+        "generated_code": m.generated_code_size_in_bytes / mib,
+    }
+
+
+def _measure_with_flags(method: str, num_steps: int, xla_flags: str) -> dict[str, float]:
+    code = (
+        "import json; from benchmarks.memory import measure; "
+        f"print(json.dumps(measure({method!r}, {num_steps})))"
+    )
+    return run_in_subprocess(code, xla_flags)
+
+
+def _plot(ts, table, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for m, style in zip(METHODS, ("o-", "s-", "^-")):
+        ax.plot(ts, [table[m][t]["temp"] / 1024 for t in ts], style, label=LABELS[m])
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("compiled temporary memory (GiB)")
+    ax.set_title("VGG-11 sWS, CIFAR-10 shapes, batch 128, one training iteration")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ts)
+    ax.set_xticklabels([str(t) for t in ts])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(quick: bool = False) -> Section:
+    """Measure memory for every method and T; return the section."""
+    ts = (1, 2, 6, 16) if quick else (1, 2, 4, 6, 8, 16, 32)
+    with Timer() as timer:
+        table = {m: {t: measure(m, t) for t in ts} for m in METHODS}
+        flagged = {m: _measure_with_flags(m, 6, BARRIER_FLAG) for m in ("ottt_a", "bptt")}
+    path = figure_path("memory_vs_T.png")
+    _plot(ts, table, path)
+
+    rows = [
+        [t]
+        + [f"{table[m][t]['temp']:.0f}" for m in METHODS]
+        + [f"{table['bptt'][t]['temp'] / table['ottt_a'][t]['temp']:.2f}×"]
+        for t in ts
+    ]
+    args = table["ottt_a"][ts[0]]
+    o = {m: [table[m][t]["temp"] for t in ts if t >= 2] for m in METHODS}
+    flat_a = max(o["ottt_a"]) / min(o["ottt_a"])
+    flat_o = max(o["ottt_o"]) / min(o["ottt_o"])
+    r6 = table["bptt"][6]["temp"] / table["ottt_a"][6]["temp"]
+    r6f = flagged["bptt"]["temp"] / flagged["ottt_a"]["temp"]
+    big = [t for t in ts if t >= 2]
+    slopes = [
+        (table["bptt"][b]["temp"] - table["bptt"][a]["temp"]) / (b - a)
+        for a, b in itertools.pairwise(big)
+    ]
+    linear = max(slopes) <= 1.1 * min(slopes) and min(slopes) > 0
+    body = "\n".join(
+        [
+            "Setup: VGG-11 sWS at CIFAR-10 shapes (32×32×3, 10 classes), batch 128, one full "
+            "training iteration (T steps + SGD-momentum update, params and optimizer state "
+            "donated). Each iteration is compiled, never run; the number is XLA's "
+            "`memory_analysis().temp_size_in_bytes` (deterministic on CPU). Arguments "
+            f"{args['argument']:.0f} MiB, outputs {args['output']:.0f} MiB for every row.",
+            "",
+            md_table(["T", "OTTT_A (MiB)", "OTTT_O (MiB)", "BPTT (MiB)", "BPTT / OTTT_A"], rows),
+            "",
+            f"![memory]({rel(path)})",
+            "",
+            "T = 1 compiles without a loop (the final state is dead), so it is the footprint of a "
+            "single step and not representative of T ≥ 2.",
+            "",
+            "**Where OTTT's memory goes, and the 3× target.** OTTT at T ≥ 2 must carry the "
+            "membrane and trace of every neuron (200 MiB each at batch 128 in float32), on top "
+            "of one step's working set. Two changes cut what the online step keeps alive: "
+            "the Scale(2.74) of the trace is folded into the trace-rule backward (so the "
+            "weight gradient reads the trace buffer the scan already carries, instead of a "
+            "scaled copy), and the fire/reset step has its own VJP whose residuals are the "
+            "post-reset membrane (part of the carried state) and the spikes as booleans "
+            "(1 byte per neuron) instead of a float32 surrogate input. Inspecting the "
+            "optimized HLO shows what is left: XLA:CPU strips optimization barriers "
+            "(`cse_barrier_expander`) and then duplicates the cheap elementwise producer "
+            "`u = λ·v[t−1] + x` into the backward-pass fusions, which keeps the previous "
+            "membrane alive next to the new one and forces a copy of each carried membrane. "
+            f"With that pass disabled (`XLA_FLAGS={BARRIER_FLAG}`, a process-wide flag this "
+            "library never sets for you) the barrier holds: at T = 6 OTTT_A needs "
+            f"{flagged['ottt_a']['temp']:.0f} MiB and BPTT {flagged['bptt']['temp']:.0f} MiB "
+            f"({r6f:.2f}×), against {table['ottt_a'][6]['temp']:.0f} / "
+            f"{table['bptt'][6]['temp']:.0f} MiB ({r6:.2f}×) by default. The remaining gap to "
+            "3× is the carried state itself (400 MiB in float32), which no rescheduling removes.",
+        ]
+    )
+    claims = [
+        (
+            "OTTT memory is constant in T (T = 32 within 5% of T = 2)",
+            "holds" if flat_a <= 1.05 and flat_o <= 1.05 else "misses",
+            f"OTTT_A max/min over T ≥ 2: {flat_a:.3f}; OTTT_O: {flat_o:.3f}",
+        ),
+        (
+            "BPTT memory grows linearly with T",
+            "holds" if linear else "misses",
+            "MiB per extra step between consecutive T: " + ", ".join(f"{s:.0f}" for s in slopes),
+        ),
+        (
+            "BPTT / OTTT ≥ 3× at T = 6 (paper: 2–3×)",
+            "holds" if r6 >= 3 else "misses",
+            f"{r6:.2f}× by default; {r6f:.2f}× with {BARRIER_FLAG}; the paper's 2–3× range holds",
+        ),
+    ]
+    return Section(
+        title="1. Training memory against T (Fig. 2)",
+        body=body,
+        figures=[rel(path)],
+        claims=claims,
+        seconds=timer.seconds,
+    )
+
+
+if __name__ == "__main__":
+    print(run(quick="--quick" in sys.argv).body)
