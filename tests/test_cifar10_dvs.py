@@ -222,3 +222,26 @@ def test_prepare_entry_point_validates_and_needs_no_tensorflow_for_dvs(tmp_path)
     if importlib.util.find_spec("tensorflow") is None:
         with pytest.raises(ImportError, match=r"ottt_jax\[prepare\]"):
             prepare_dataset("cifar10", manual_dir=tmp_path, data_dir=tmp_path)
+
+
+def test_trainer_runs_on_event_sequences(built_dvs, tmp_path):
+    """End to end on the synthetic build: time-major frames, one frame per step, neuron dropout."""
+    import importlib
+
+    train = importlib.import_module("ottt_jax.train")
+    data_dir, _, _ = built_dvs
+    r = train.train(
+        "cifar10dvs_vgg",
+        [
+            "progress=false",
+            f"data.data_dir={data_dir}",
+            "model.vgg_cfg=[8,M,16]",
+            "data.batch_size=8",
+            "data.eval_batch_size=8",
+            "max_train_steps=2",
+            "optim.epochs=1",
+        ],
+        workdir=str(tmp_path),
+    )
+    assert r["steps"] == 2 and np.isfinite(r["train_loss"])
+    assert r["test_accuracy"] * 10 == pytest.approx(round(r["test_accuracy"] * 10))  # 10 samples
