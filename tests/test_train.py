@@ -161,3 +161,17 @@ def test_error_paths(tmp_path):
     )
     assert restored is not None and int(restored[0].step) == last
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(restored[0].params)))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(tmp_path):
+    runs = {
+        dt: T.train(
+            _digits(f"compute_dtype={dt}", "max_train_steps=20", "log_every=20"),
+            workdir=str(tmp_path / dt),
+            devices=jax.devices()[:1],
+        )
+        for dt in ("float32", "bfloat16")
+    }
+    assert {x.dtype for x in jax.tree.leaves(runs["bfloat16"]["params"])} == {np.dtype("float32")}
+    lf, lb = runs["float32"]["train_loss"], runs["bfloat16"]["train_loss"]
+    assert np.isfinite(lb) and abs(lb - lf) < 0.05 * lf, (lf, lb)
