@@ -140,6 +140,11 @@ class LIF:
             )
         v_prev = jax.lax.stop_gradient(state.v) if self.online else state.v
         v = self.decay * v_prev.astype(x.dtype) + x
-        s, v_next = _fire(self.surrogate, float(self.v_th), self.detach_reset, v)
+        if self.online:  # residuals: the carried v_next and 1-byte spikes (see _fire)
+            s, v_next = _fire(self.surrogate, float(self.v_th), self.detach_reset, v)
+        else:  # BPTT stacks residuals per step: one float (the surrogate slope) is cheaper
+            s = self.surrogate(v - self.v_th)
+            s_reset = jax.lax.stop_gradient(s) if self.detach_reset else s
+            v_next = v - self.v_th * s_reset
         trace = jax.lax.stop_gradient(self.decay * state.trace.astype(x.dtype) + s)
         return s, LIFState(v=v_next.astype(state.v.dtype), trace=trace.astype(state.trace.dtype))
