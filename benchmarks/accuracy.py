@@ -262,8 +262,8 @@ def run(quick: bool) -> Section:
         "'best eval' is the best of the periodic test evaluations (selected on the test set, so "
         "optimistic). 'trainer s' is the `seconds` the trainer returns (from the first step, "
         "compilation included); 'wall s' is a clock around the whole `train()` call (model "
-        "init, checkpointing and the curve plot included). The 2 CPU cores were shared with "
-        "other jobs, so times are upper bounds of an idle machine. " + mode
+        "init, checkpointing and the curve plot included). Times depend on the machine's load; "
+        "other jobs sharing the 2 cores make them longer. " + mode
     )
     discussion = (
         f"OTTT_A reaches {fmt_pct(*ma)}%, OTTT_O {fmt_pct(*mo)}% and BPTT {fmt_pct(*mb)}% final "
@@ -316,7 +316,7 @@ def run(quick: bool) -> Section:
             "Target: each digits run under 60 s on 2 CPU cores, compilation included",
             "holds" if max_wall < TARGET_SECONDS else "misses",
             f"slowest of {len(all_runs)} runs: {max_wall:.1f} s wall around train(), "
-            f"{max_sec:.1f} s trainer clock ({n_epochs} epochs; cores shared with other jobs)",
+            f"{max_sec:.1f} s trainer clock ({n_epochs} epochs)",
         )
     )
     return Section(TITLE, body, figures=[rel(fig)], claims=claims, seconds=total.seconds)

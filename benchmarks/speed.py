@@ -199,7 +199,7 @@ def run(quick: bool = False) -> Section:
             "custom VJP writes both backward convolutions as forward convolutions in the "
             "canonical NHWC/HWIO layouts, with explicit transposes: a first version that used "
             "non-canonical dimension numbers (`CHWN`/`IHWO`) for the weight gradient hit the same "
-            "slow path and was 14× slower on the digits net (55 → 4 ms per iteration). The first "
+            "slow path (a slowdown of the same order as the autodiff row). The first "
             "conv (image input, ordinary gradient) also goes through the custom VJP, with the "
             "input as its own 'trace'. What else was tried: the YNNPACK→Eigen flag row above.",
         ]

@@ -13,3 +13,30 @@ if "xla_force_host_platform_device_count" not in flags:
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+import json  # noqa: E402
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _find_reference() -> dict | None:
+    root = pathlib.Path(__file__).resolve().parents[1]
+    candidates = [os.environ.get("OTTT_REFERENCE_DIR", ""), root / "shared" / "reference"]
+    candidates.append(root.parent / "shared" / "reference")
+    for c in candidates:
+        p = pathlib.Path(c) / "official_param_names.json"
+        if c and p.is_file():
+            return json.loads(p.read_text())
+    return None
+
+
+@pytest.fixture(scope="session")
+def official_reference() -> dict | None:
+    """The authors' parameter names, shapes and counts (``official_param_names.json``), or None.
+
+    Looked up in ``$OTTT_REFERENCE_DIR``, ``<repo>/shared/reference`` and ``<repo>/../shared/
+    reference`` (where CI and the developers' checkouts have it).
+    """
+    return _find_reference()

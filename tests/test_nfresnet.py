@@ -10,8 +10,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import pathlib
 
 import chex
 import flax.linen as nn
@@ -38,17 +36,6 @@ LABELS = jnp.array([1, 3])
 # official_param_names.json; the readable comparison runs too when that file is found.
 NFRESNET34_DIGEST = "539fe89e67dc287c5b47dc754ce9a00d29f49e991c7bc63ca2acaed3731768bf"
 NFRESNET34_KEY = "online_spiking_nfresnet34(num_classes=1000)"
-
-
-def _reference_json():
-    root = pathlib.Path(__file__).resolve().parents[1]
-    candidates = [os.environ.get("OTTT_REFERENCE_DIR", ""), root / "shared" / "reference"]
-    candidates.append(root.parent / "shared" / "reference")
-    for c in candidates:
-        p = pathlib.Path(c) / "official_param_names.json"
-        if c and p.is_file():
-            return json.loads(p.read_text())
-    return None
 
 
 def _flax_to_torch_entry(path, shape):
@@ -133,13 +120,13 @@ def _step(model):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_nfresnet34_names_shapes_and_count_match_official():
+def test_nfresnet34_names_shapes_and_count_match_official(official_reference):
     params = _param_shapes(nfresnet34(num_classes=1000))
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     ours = sorted(_flax_to_torch_entry([k.key for k in p], tuple(v.shape)) for p, v in flat)
     assert _count(params) == 21_797_688
     digest = hashlib.sha256(json.dumps(ours).encode()).hexdigest()
-    ref = _reference_json()
+    ref = official_reference
     if ref is not None:
         want = sorted((n, list(s)) for n, s in ref[NFRESNET34_KEY]["state_dict"])
         assert ours == want

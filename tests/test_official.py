@@ -11,8 +11,6 @@ import hashlib
 import importlib.util
 import json
 import math
-import os
-import pathlib
 
 import chex
 import jax
@@ -81,17 +79,6 @@ ROUND_TRIP = {
 }
 
 
-def _reference_json():
-    root = pathlib.Path(__file__).resolve().parents[1]
-    candidates = [os.environ.get("OTTT_REFERENCE_DIR", ""), root / "shared" / "reference"]
-    candidates.append(root.parent / "shared" / "reference")
-    for c in candidates:
-        p = pathlib.Path(c) / "official_param_names.json"
-        if c and p.is_file():
-            return json.loads(p.read_text())
-    return None
-
-
 def _param_shapes(model, in_shape):
     def init(key):
         st = model.init_state(1, in_shape, train=False)
@@ -157,12 +144,12 @@ def test_name_mapping_explicit_wrap_and_errors():
 
 
 @pytest.mark.parametrize("key", list(OFFICIAL))
-def test_official_param_shapes_match_reference(key):
+def test_official_param_shapes_match_reference(key, official_reference):
     factory, in_shape, total, digest = OFFICIAL[key]
     shapes = official_param_shapes(factory(), in_shape)
     ours = sorted((n, list(s)) for n, s in shapes.items())
     assert sum(math.prod(s) for s in shapes.values()) == total
-    ref = _reference_json()
+    ref = official_reference
     if ref is not None:
         assert ours == sorted((n, list(s)) for n, s in ref[key]["state_dict"])
     assert hashlib.sha256(json.dumps(ours).encode()).hexdigest() == digest
