@@ -61,11 +61,16 @@ def _fire(surrogate: Surrogate, v_th: float, detach_reset: bool, v: Array):
 
 
 def _fire_fwd(surrogate, v_th, detach_reset, v):
-    s = heaviside(v - v_th)
-    v_next = v - v_th * s
-    # The barrier stops XLA from recomputing v_next from the previous state inside the backward
-    # pass (which would keep the previous state alive next to the new one).
-    v_next, fired = jax.lax.optimization_barrier((v_next, s.astype(jnp.bool_)))
+    def fire(v):
+        s = heaviside(v - v_th)
+        return s, v - v_th * s, s.astype(jnp.bool_)
+
+    # Both branches are the same function, so the predicate never changes the result. The
+    # conditional is a fusion boundary XLA keeps (XLA:CPU strips optimization barriers): without
+    # it, XLA recomputes v_next from the previous membrane inside the backward pass, keeping the
+    # previous state alive next to the new one (measured: 1076 → 990 MiB for VGG-11 at batch 128).
+    flat = v.reshape(-1)[:1]
+    s, v_next, fired = jax.lax.cond(jnp.all(flat == flat), fire, fire, v)
     return (s, v_next), (v_next, fired)
 
 
