@@ -112,7 +112,6 @@ class Conv(nn.Module):
         kernel = kernel.astype(self.dtype)
         x = x.astype(self.dtype)
         strides = (self.strides, self.strides)
-        pad = self.padding if isinstance(self.padding, str) else [(self.padding,) * 2] * 2
         # Without a trace the gradient is the ordinary one: the trace rule with trace := input.
         # Going through conv_spike_trace either way keeps the backward pass as forward
         # convolutions, which XLA:CPU runs far faster than autodiff's inside lax.scan.
@@ -120,7 +119,7 @@ class Conv(nn.Module):
             a, trace_scale = x, 1.0
         else:
             a = trace.astype(self.dtype)
-        y = conv_spike_trace(kernel, x, a, strides, pad, trace_scale)
+        y = conv_spike_trace(kernel, x, a, strides, self.padding, trace_scale)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + bias.astype(self.dtype)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ottt_jax.surrogate import Surrogate, get_surrogate, heaviside
+from ottt_jax.trace import update_trace
 
 Array = jax.Array
 
@@ -56,14 +57,18 @@ def _fire(surrogate: Surrogate, v_th: float, detach_reset: bool, v: Array):
     Inside ``lax.scan`` this keeps the per-step memory of OTTT at one state plus one byte per
     neuron (XLA would otherwise rematerialize ``v`` from the previous state, keeping both alive).
     """
+    return _fire_reset(v_th, v)
+
+
+def _fire_reset(v_th: float, v: Array) -> tuple[Array, Array]:
     s = heaviside(v - v_th)
     return s, v - v_th * s
 
 
 def _fire_fwd(surrogate, v_th, detach_reset, v):
     def fire(v):
-        s = heaviside(v - v_th)
-        return s, v - v_th * s, s.astype(jnp.bool_)
+        s, v_next = _fire_reset(v_th, v)
+        return s, v_next, s.astype(jnp.bool_)
 
     # Both branches are the same function, so the predicate never changes the result. The
     # conditional is a fusion boundary XLA keeps (XLA:CPU strips optimization barriers): without
@@ -151,5 +156,5 @@ class LIF:
             s = self.surrogate(v - self.v_th)
             s_reset = jax.lax.stop_gradient(s) if self.detach_reset else s
             v_next = v - self.v_th * s_reset
-        trace = jax.lax.stop_gradient(self.decay * state.trace.astype(x.dtype) + s)
+        trace = update_trace(state.trace.astype(x.dtype), s, self.decay)
         return s, LIFState(v=v_next.astype(state.v.dtype), trace=trace.astype(state.trace.dtype))

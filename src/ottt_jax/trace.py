@@ -96,10 +96,6 @@ def spike_trace(f: Callable[[Any, Array], Array], params: Any, spikes: Array, tr
     return _spike_trace(f, params, spikes, trace)
 
 
-def _dense(w: Array, x: Array) -> Array:
-    return x @ w
-
-
 def dense_spike_trace(w: Array, spikes: Array, trace: Array, trace_scale: float = 1.0) -> Array:
     """Dense ``spikes @ w`` forward with the weight gradient ``c·traceᵀ g`` (Eq. (5)).
 
