@@ -1,5 +1,7 @@
 """Datasets and input pipelines for ottt_jax (TFDS ``array_record`` sources + Grain).
 
+* :mod:`ottt_jax.data.catalog` — the one table of dataset facts; :func:`register_dataset`,
+  :func:`get_dataset`, :func:`dataset_names`, :func:`numpy_dataset`, :func:`tfds_image_dataset`.
 * :func:`get_dataset_info` — static facts (classes, frame shape, split sizes, mean/std).
 * :func:`make_loader` — a checkpointable Grain loader yielding
   ``{"image": float32 [B, H, W, C] or [B, T, H, W, C], "label": int32 [B]}``.
@@ -12,6 +14,15 @@ TensorFlow is needed only to prepare ``cifar10``, ``cifar100`` and ``imagenet201
 their images with it); reading and training never import it.
 """
 
+from ottt_jax.data.catalog import (
+    DatasetSpec,
+    dataset_names,
+    get_dataset,
+    numpy_dataset,
+    register_dataset,
+    resolve_num_frames,
+    tfds_image_dataset,
+)
 from ottt_jax.data.pipeline import Loader, make_loader, shard_bounds, steps_per_epoch
 from ottt_jax.data.sources import (
     DATASET_NAMES,
@@ -28,11 +39,18 @@ __all__ = [
     "SPLITS",
     "DatasetInfo",
     "DatasetNotPreparedError",
+    "DatasetSpec",
     "Loader",
+    "dataset_names",
+    "get_dataset",
     "get_dataset_info",
     "make_loader",
+    "numpy_dataset",
     "open_source",
     "prepare_command",
+    "register_dataset",
+    "resolve_num_frames",
     "shard_bounds",
     "steps_per_epoch",
+    "tfds_image_dataset",
 ]

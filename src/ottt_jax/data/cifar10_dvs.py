@@ -36,6 +36,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from ottt_jax.data import catalog
+
 __all__ = [
     "CLASS_NAMES",
     "Cifar10Dvs",
@@ -63,8 +65,9 @@ CLASS_NAMES = (
     "truck",
 )
 SENSOR_SIZE = 128
-NUM_FRAMES_CHOICES = (4, 5, 8, 10, 16, 20)
-DEFAULT_NUM_FRAMES = 10
+#: The frame counts the builder prepares (one config each) and its default: the catalog's facts.
+NUM_FRAMES_CHOICES = catalog.get_dataset("cifar10_dvs").frames
+DEFAULT_NUM_FRAMES = catalog.get_dataset("cifar10_dvs").default_frames
 
 X_MASK, X_SHIFT = 0x00FE, 1
 Y_MASK, Y_SHIFT = 0x7F00, 8

@@ -12,6 +12,8 @@ import functools
 
 import numpy as np
 
+from ottt_jax.data.catalog import ArraySource
+
 __all__ = ["DigitsSource", "load_digits_split"]
 
 NUM_TEST = 360
@@ -49,7 +51,7 @@ def load_digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     return _split()[split]
 
 
-class DigitsSource:
+class DigitsSource(ArraySource):
     """A random-access data source over one split of the digits, for Grain.
 
     Records are dicts ``{"image": float32 [8, 8, 1], "label": int32}``.
@@ -57,13 +59,7 @@ class DigitsSource:
 
     def __init__(self, split: str):
         self.split = split
-        self._images, self._labels = load_digits_split(split)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return {"image": self._images[index], "label": self._labels[index]}
+        super().__init__(*load_digits_split(split))
 
     def __repr__(self) -> str:
         return f"DigitsSource(split={self.split!r})"

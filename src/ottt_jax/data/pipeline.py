@@ -32,8 +32,8 @@ import grain
 import numpy as np
 
 from ottt_jax.data import augment as aug
-from ottt_jax.data import sources
-from ottt_jax.data.sources import DatasetInfo
+from ottt_jax.data import catalog
+from ottt_jax.data.catalog import DatasetInfo, DatasetSpec
 
 __all__ = ["Loader", "make_loader", "shard_bounds", "steps_per_epoch"]
 
@@ -102,7 +102,7 @@ def steps_per_epoch(
       steps per epoch (exact when ``B`` divides the shard). ``Loader.steps_per_epoch`` gives the
       same from the records actually found.
     """
-    n = sources.get_dataset_info(name, num_frames=num_frames).num_examples(split)
+    n = catalog.dataset_info(name, num_frames=num_frames).num_examples(split)
     start, stop = shard_bounds(n, 0, shard_count, drop_remainder=drop_remainder)
     return _num_batches(stop - start, batch_size, drop_remainder)
 
@@ -168,27 +168,14 @@ class _RandomPreprocess(grain.transforms.RandomMap):
         return {"image": self.fn(image, rng), "label": label}
 
 
-_EVAL_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "digits": aug.digits_eval,
-    "cifar10": aug.cifar_eval,
-    "cifar100": aug.cifar_eval,
-    "imagenet2012": aug.imagenet_eval,
-    "cifar10_dvs": aug.dvs_eval,
-}
-
-
-def _transform(name: str, augment: bool, cutout: str) -> _Preprocess | _RandomPreprocess:
-    """Return the per-record transform of ``name`` (training augmentation or evaluation)."""
-    key = sources.image_key(name)
+def _transform(spec: DatasetSpec, augment: bool, cutout: str) -> _Preprocess | _RandomPreprocess:
+    """Return the per-record transform of ``spec`` (training augmentation or evaluation)."""
     if not augment:
-        return _Preprocess(_EVAL_FNS[name], key)
-    if name in ("cifar10", "cifar100"):
-        return _RandomPreprocess(functools.partial(aug.cifar_train, cutout=cutout), key)
-    if name == "imagenet2012":
-        return _RandomPreprocess(aug.imagenet_train, key)
-    if name == "cifar10_dvs":
-        return _RandomPreprocess(aug.dvs_train, key)
-    raise ValueError(f"dataset {name!r} has no augmentation")
+        return _Preprocess(spec.eval_transform, spec.image_key)
+    fn = spec.train_transform
+    if spec.uses_cutout:
+        fn = functools.partial(fn, cutout=cutout)
+    return _RandomPreprocess(fn, spec.image_key)
 
 
 class Loader(grain.DataLoader):
@@ -249,7 +236,8 @@ def make_loader(
     """Build the input pipeline of one split.
 
     Args:
-      name: ``digits``, ``cifar10``, ``cifar100``, ``imagenet2012`` or ``cifar10_dvs``.
+      name: a registered dataset name (built-ins: ``digits``, ``cifar10``, ``cifar100``,
+        ``imagenet2012``, ``cifar10_dvs``; see :mod:`ottt_jax.data.catalog`).
       split: ``"train"`` or ``"test"`` (ImageNet ``test`` = the validation set).
       batch_size: per-host batch size ``B``.
       seed: int in ``[0, 2**32)``: shuffling and augmentation randomness.
@@ -275,9 +263,9 @@ def make_loader(
       ValueError: unknown name/split/cutout or a bad batch size, seed, shard or epoch count.
       DatasetNotPreparedError: the dataset's files are not in ``data_dir``.
     """
-    info = sources.get_dataset_info(name, num_frames=num_frames)
-    if split not in sources.SPLITS:
-        raise ValueError(f"split must be one of {sources.SPLITS}, got {split!r}")
+    spec = catalog.get_dataset(name)
+    info = catalog.dataset_info(name, num_frames=num_frames)
+    catalog.check_split(split)
     if not (_is_int(batch_size) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if not (_is_int(seed) and 0 <= seed < 2**32):
@@ -294,12 +282,13 @@ def make_loader(
     if num_epochs is None and not train:
         num_epochs = 1
     if augment is None:
-        augment = train and sources.has_augmentation(name)
-    elif augment and not sources.has_augmentation(name):
+        augment = train and spec.has_augmentation
+    elif augment and not spec.has_augmentation:
         raise ValueError(f"dataset {name!r} has no augmentation; pass augment=False or None")
 
     if data_source is None:
-        data_source = sources.open_source(name, split, data_dir=data_dir, num_frames=num_frames)
+        data_dir = None if data_dir is None else os.fspath(data_dir)
+        data_source = spec.open_split(split, data_dir, info.num_frames)
     start, stop = shard_bounds(
         len(data_source), shard_index, shard_count, drop_remainder=drop_remainder
     )
@@ -326,7 +315,7 @@ def make_loader(
         seed=host_seed,
     )
     operations = [
-        _transform(name, augment, cutout),
+        _transform(spec, augment, cutout),
         grain.transforms.Batch(batch_size=batch_size, drop_remainder=drop_remainder),
     ]
     return Loader(
