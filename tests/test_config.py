@@ -10,6 +10,7 @@ import pytest
 
 from ottt_jax import config as C
 from ottt_jax import surrogate as S
+from ottt_jax.data import catalog
 
 PRESETS = [
     "cifar100_vgg",
@@ -45,7 +46,7 @@ def test_presets_load_and_validate(name):
     assert C.validate(cfg) == cfg
     assert cfg.compute_dtype == "float32"
     assert cfg.method == "ottt_a"
-    assert C.DATASETS[cfg.data.dataset].num_classes == cfg.model.num_classes
+    assert catalog.get_dataset(cfg.data.dataset).num_classes == cfg.model.num_classes
     # Method variants are plain overrides that change nothing else.
     for method in ("ottt_o", "bptt"):
         assert C.diff(cfg, C.get_config(name, [f"method={method}"])) == [
@@ -89,7 +90,7 @@ def test_dvs_preset_values():
     assert (cfg.model.arch, cfg.model.vgg_cfg, cfg.model.num_classes) == ("vgg", VGG11, 10)
     assert (cfg.data.dataset, cfg.data.batch_size, cfg.data.num_frames) == ("cifar10_dvs", 128, 10)
     assert cfg.effective_num_frames == 10
-    assert C.DATASETS["cifar10_dvs"].image_shape == (48, 48, 2)
+    assert catalog.get_dataset("cifar10_dvs").frame_shape == (48, 48, 2)
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.epochs) == (0.1, 0.9, 300)
 
 
@@ -139,7 +140,7 @@ def _vgg_param_count(layout, c_in, num_classes, feedback=False):
 def test_preset_layouts_match_official_parameter_counts(name, expected):
     """The presets' layout, classes and input channels give the official models' sizes."""
     cfg = C.get_config(name)
-    c_in = C.DATASETS[cfg.data.dataset].image_shape[-1]
+    c_in = catalog.get_dataset(cfg.data.dataset).frame_shape[-1]
     count = _vgg_param_count(
         cfg.model.vgg_cfg, c_in, cfg.model.num_classes, feedback=cfg.model.arch == "vggf"
     )
@@ -168,8 +169,16 @@ def test_get_config_from_json_file(tmp_path):
         C.get_config(str(tmp_path / "missing.json"))
 
 
-def test_register_preset(monkeypatch):
-    monkeypatch.setattr(C, "_PRESETS", dict(C._PRESETS))
+@pytest.fixture
+def scratch_presets():
+    before = C.list_presets()
+    yield
+    for name in set(C.list_presets()) - set(before):
+        C.unregister_preset(name)
+    assert C.list_presets() == before
+
+
+def test_register_preset(scratch_presets):
     small = lambda: C.get_config("digits", ["name=tiny", "optim.epochs=2"])
     C.register_preset("tiny", small)
     assert "tiny" in C.list_presets()
@@ -184,6 +193,10 @@ def test_register_preset(monkeypatch):
     C.register_preset("bad", lambda: 3)  # type: ignore[arg-type, return-value]
     with pytest.raises(ValueError, match="preset 'bad' returned int, not a Config"):
         C.get_config("bad")
+    C.unregister_preset("bad")
+    assert "bad" not in C.list_presets()
+    with pytest.raises(ValueError, match="unknown preset 'bad'; valid presets: cifar100_vgg"):
+        C.unregister_preset("bad")
 
 
 # ---------------------------------------------------------------------------------------------

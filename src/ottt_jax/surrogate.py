@@ -31,8 +31,10 @@ __all__ = [
     "Sigmoid",
     "Surrogate",
     "custom",
+    "default_param",
     "get_surrogate",
     "heaviside",
+    "surrogate_names",
 ]
 
 
@@ -232,6 +234,26 @@ def get_surrogate(spec: str | Surrogate, **kwargs: Any) -> Surrogate:
     except TypeError as e:
         fields = [f.name for f in dataclasses.fields(_REGISTRY[spec])]
         raise ValueError(f"surrogate {spec!r} accepts parameters {fields}, got {kwargs}") from e
+
+
+def surrogate_names() -> tuple[str, ...]:
+    """Return the names :func:`get_surrogate` accepts, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def default_param(name: str) -> tuple[str, float]:
+    """Return the parameter of the named surrogate and its default, e.g. ``('alpha', 4.0)``.
+
+    Args:
+      name: one of :func:`surrogate_names`.
+
+    Returns:
+      ``(parameter name, default value)``: the surrogate dataclass's one field.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown surrogate {name!r}; expected one of {sorted(_REGISTRY)}")
+    (fld,) = dataclasses.fields(_REGISTRY[name])
+    return fld.name, fld.default
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -284,15 +284,10 @@ def resolve_num_frames(
         if num_frames is not None:
             sequences = ", ".join(repr(n) for n, s in _CATALOG.items() if s.is_sequence)
             raise ValueError(
-                f"num_frames applies only to sequence (event) datasets ({sequences}); set it to "
-                f"none for {spec.name!r}, got {num_frames!r}"
+                f"num_frames applies only to event datasets ({sequences}), whose samples are "
+                f"sequences of frames; set it to none for {spec.name!r}, got {num_frames!r}"
             )
         return None
-    if num_frames is not None and num_steps is not None and num_frames != num_steps:
-        raise ValueError(
-            f"num_frames must equal num_steps ({num_steps}) for {spec.name!r}, one frame per "
-            f"time step; got {num_frames!r}"
-        )
     if num_frames is not None:
         frames, source = num_frames, ""
     elif num_steps is not None:
@@ -302,6 +297,11 @@ def resolve_num_frames(
     if frames not in spec.frames:
         raise ValueError(
             f"num_frames for {spec.name!r} must be one of {spec.frames}; got {frames!r}{source}"
+        )
+    if num_steps is not None and frames != num_steps:
+        raise ValueError(
+            f"num_frames must equal num_steps ({num_steps}) for {spec.name!r}, one frame per "
+            f"time step; got {frames!r}"
         )
     return frames
 

@@ -1,0 +1,460 @@
+"""The configuration schema: the frozen dataclasses of a run and their field types.
+
+A run is one immutable :class:`Config` holding three sections, :class:`ModelConfig`
+(``model.*``), :class:`DataConfig` (``data.*``) and :class:`OptimConfig` (``optim.*``), plus
+run-level fields (method, time steps, loss, seed, logging and checkpointing). Each field carries
+its documentation in ``metadata['doc']``. The names a field accepts come from the registries that
+own them: datasets from :mod:`ottt_jax.data.catalog`, surrogates from :mod:`ottt_jax.surrogate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import numbers
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+from ottt_jax import surrogate as surrogate_lib
+from ottt_jax.data import catalog
+
+__all__ = [
+    "ARCHS",
+    "COMPUTE_DTYPES",
+    "METHODS",
+    "METHOD_SUMMARY",
+    "OPTIMIZERS",
+    "RESUMABLE_KEYS",
+    "SCHEDULES",
+    "SECTIONS",
+    "SURROGATES",
+    "TOP_KEYS",
+    "VGG_ARCHS",
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "all_keys",
+    "close_match",
+    "coerce",
+    "field_names",
+    "field_type",
+    "optional_inner",
+    "surrogate_kwargs",
+    "type_name",
+]
+
+
+#: Training methods: OTTT_A (gradients accumulated over T, one update per batch), OTTT_O (an
+#: update after every time step) and the BPTT baseline.
+METHODS = ("ottt_a", "ottt_o", "bptt")
+#: Network architectures.
+ARCHS = ("vgg", "vggf", "nfresnet18", "nfresnet34", "nfresnet50")
+#: The architectures built from ``model.vgg_cfg``.
+VGG_ARCHS = ("vgg", "vggf")
+#: Surrogate names understood by :func:`ottt_jax.surrogate.get_surrogate`.
+SURROGATES = surrogate_lib.surrogate_names()
+#: Optimizers.
+OPTIMIZERS = ("sgd", "adamw")
+#: Learning-rate schedules.
+SCHEDULES = ("cosine", "constant")
+#: Compute dtypes of the forward/backward pass.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+#: One line per method for :func:`ottt_jax.config.describe`.
+METHOD_SUMMARY = {
+    "ottt_a": "OTTT_A, gradients summed over the T steps, one optimizer update per batch",
+    "ottt_o": "OTTT_O, one optimizer update after every time step (T per batch)",
+    "bptt": "BPTT baseline, gradients through time (memory grows with T)",
+}
+
+
+def _f(default: Any = dataclasses.MISSING, *, doc: str) -> Any:
+    """Declare a dataclass field with its documentation in ``metadata['doc']``."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def _document(cls: type) -> type:
+    """Append an ``Attributes:`` section built from the fields' ``doc`` metadata to ``__doc__``."""
+    lines = ["", "Attributes:"]
+    for fld in dataclasses.fields(cls):
+        lines.append(f"  {fld.name}: {fld.metadata['doc']}")
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
+    return cls
+
+
+@_document
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The spiking network: architecture, LIF neuron, surrogate and regularization (``model.*``)."""
+
+    arch: str = _f(
+        "vgg",
+        doc="network: 'vgg' (spiking VGG of 3×3 sWS convs laid out by vgg_cfg, then global "
+        "average pooling and a linear classifier), 'vggf' (the same with VGG-F's feedback "
+        "connection from the last block to the first conv), or 'nfresnet18' | 'nfresnet34' | "
+        "'nfresnet50' (normalizer-free pre-activation ResNets, real-valued residual stream).",
+    )
+    vgg_cfg: tuple[int | str, ...] = _f(
+        (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
+        doc="feature layout of 'vgg'/'vggf': an int is a 3×3 sWS conv of that width followed "
+        "by a LIF neuron and Scale(2.74); 'M' is a 2×2 average pool. Must start with a conv. "
+        "The default is the paper's VGG-11. Ignored by the NF-ResNets.",
+    )
+    num_classes: int = _f(
+        10,
+        doc="classifier outputs K; must equal the dataset's class count (ottt_jax.data.catalog).",
+    )
+    decay: float = _f(
+        0.5,
+        doc="LIF leak λ in (0, 1]; λ = 1 − 1/τ, so the paper's τ = 2 gives 0.5; λ = 1 is the "
+        "non-leaky IF neuron.",
+    )
+    v_th: float = _f(1.0, doc="firing threshold V_th > 0 (paper: 1.0).")
+    surrogate: str = _f(
+        "sigmoid",
+        doc="surrogate derivative of the spike: 'sigmoid' (paper default, "
+        "α·σ(αx)·(1−σ(αx))), 'rectangular' ((1/a)·1[|x|<a/2]), 'clamp' (1[|x|<V_th], paper "
+        "Sec. 4.2) or 'atan'; x = v − V_th.",
+    )
+    surrogate_param: float | None = _f(
+        None,
+        doc="the surrogate's parameter: α for 'sigmoid' (default 4) and 'atan' (default 2), the "
+        "window width a for 'rectangular' (default 1), the half-width for 'clamp' (default "
+        "v_th). None selects that default. Must be > 0.",
+    )
+    neuron_dropout: float = _f(
+        0.0,
+        doc="dropout rate on the spiking neurons' outputs, with one mask per sample sequence "
+        "held for all T steps (official CIFAR10-DVS recipe: 0.1). In [0, 1).",
+    )
+    fc_dropout: float = _f(
+        0.0,
+        doc="dropout rate on the classifier's input, mask fixed over the T steps. In [0, 1).",
+    )
+    stochastic_depth: float = _f(
+        0.0,
+        doc="NF-ResNets only: drop probability of the residual branches, drawn once per block "
+        "and sequence at t = 0 and held for all steps. In [0, 1).",
+    )
+
+    def __post_init__(self):
+        if isinstance(self.vgg_cfg, list):  # keep the config hashable
+            object.__setattr__(self, "vgg_cfg", tuple(self.vgg_cfg))
+
+
+@_document
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The dataset and its input pipeline (``data.*``)."""
+
+    dataset: str = _f(
+        "digits",
+        doc="'digits' (scikit-learn 8×8 digits, embedded, no download), 'cifar10', 'cifar100', "
+        "'cifar10_dvs' (event frames, 2×48×48) or 'imagenet2012'. The input channels follow "
+        "from the dataset (see ottt_jax.data.catalog).",
+    )
+    data_dir: str | None = _f(
+        None,
+        doc="directory of the prepared dataset; None uses the loader's default location (the "
+        "TFDS data directory; unused for 'digits').",
+    )
+    batch_size: int = _f(32, doc="training batch size (>= 1).")
+    eval_batch_size: int = _f(256, doc="evaluation batch size (>= 1); no effect on results.")
+    augment: bool = _f(
+        True,
+        doc="apply the dataset's training augmentation from the official recipes: CIFAR random "
+        "crop 32 with padding 4, Cutout and horizontal flip; CIFAR10-DVS a padding-4 random "
+        "crop shared by all frames; ImageNet random-resized crop 224 and flip. Evaluation is "
+        "never augmented.",
+    )
+    worker_count: int = _f(
+        0, doc="data-loading worker processes (>= 0); 0 loads in the main process."
+    )
+    num_frames: int | None = _f(
+        None,
+        doc="event datasets only (cifar10_dvs): frames per sample, events split by count; one "
+        "frame is fed per time step, so it must equal num_steps. None means num_steps. Must be "
+        "None for static-image datasets.",
+    )
+
+
+@_document
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """The optimizer and learning-rate schedule (``optim.*``)."""
+
+    name: str = _f("sgd", doc="optimizer: 'sgd' (with momentum) or 'adamw'.")
+    lr: float = _f(0.1, doc="peak learning rate (>= 0).")
+    momentum: float = _f(0.9, doc="SGD momentum in [0, 1); unused by 'adamw' (see adam_b1).")
+    nesterov: bool = _f(False, doc="SGD: use Nesterov momentum (needs momentum > 0).")
+    weight_decay: float = _f(
+        0.0,
+        doc="weight decay (>= 0). 'sgd': L2 term wd·w added to the gradient before momentum, "
+        "as PyTorch's SGD (official ImageNet recipe: 2e-5); 'adamw': decoupled decay.",
+    )
+    schedule: str = _f(
+        "cosine",
+        doc="learning-rate schedule over the run: 'cosine' (from lr down to min_lr at the end "
+        "of the last epoch, as the official recipes) or 'constant'.",
+    )
+    warmup_epochs: float = _f(
+        0.0,
+        doc="linear warmup from 0 to lr over this many (possibly fractional) epochs, before "
+        "the schedule; in [0, epochs].",
+    )
+    epochs: int = _f(30, doc="number of training epochs (>= 1); the schedule spans them.")
+    grad_clip: float | None = _f(
+        None, doc="clip gradients to this global L2 norm before the update (> 0); None = off."
+    )
+    min_lr: float = _f(
+        0.0, doc="final learning rate of the cosine schedule, in [0, lr] (official: 0)."
+    )
+    adam_b1: float = _f(0.9, doc="'adamw': first-moment decay β1 in [0, 1).")
+    adam_b2: float = _f(0.999, doc="'adamw': second-moment decay β2 in [0, 1).")
+    adam_eps: float = _f(1e-8, doc="'adamw': denominator epsilon (> 0).")
+
+
+@_document
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A complete, immutable description of one training run.
+
+    Build it with :func:`get_config` (a preset plus overrides) and change it with
+    :func:`apply_overrides`; both validate. ``dataclasses.replace`` also works but does not
+    validate: call :func:`validate` on the result.
+    """
+
+    name: str = _f(doc="run name (the preset's name unless overridden); non-empty.")
+    method: str = _f(
+        "ottt_a",
+        doc="training method: 'ottt_a' (gradients accumulated over the T steps, one update per "
+        "batch), 'ottt_o' (an update after every time step) or 'bptt' (the baseline).",
+    )
+    num_steps: int = _f(6, doc="time steps T per training sample (>= 1).")
+    eval_num_steps: int | None = _f(
+        None,
+        doc="time steps T for evaluation (>= 1); None = num_steps. More steps than in training "
+        "can raise accuracy (paper Fig. 3, ImageNet). Event data requires None or num_steps.",
+    )
+    loss_beta: float = _f(
+        0.05,
+        doc="β of the instantaneous loss ((1−β)·CE + β·MSE)/T, in [0, 1] (official: 0.05 "
+        "CIFAR, 0.001 CIFAR10-DVS, 0 ImageNet).",
+    )
+    seed: int = _f(
+        0,
+        doc="seed (>= 0) of every random draw: initialization, shuffling, augmentation, "
+        "dropout masks and stochastic depth.",
+    )
+    compute_dtype: str = _f(
+        "float32",
+        doc="dtype of the forward/backward computation: 'float32' (default, matches the "
+        "official numbers) or 'bfloat16' (recommended on GPU/TPU). Parameters and optimizer "
+        "state stay float32.",
+    )
+    model: ModelConfig = dataclasses.field(
+        default_factory=ModelConfig, metadata={"doc": "the network (model.* keys)."}
+    )
+    data: DataConfig = dataclasses.field(
+        default_factory=DataConfig,
+        metadata={"doc": "the dataset and input pipeline (data.* keys)."},
+    )
+    optim: OptimConfig = dataclasses.field(
+        default_factory=OptimConfig, metadata={"doc": "optimizer and schedule (optim.* keys)."}
+    )
+    workdir: str | None = _f(
+        None,
+        doc="directory for checkpoints, metrics and the saved config; None keeps nothing on "
+        "disk (no checkpoints).",
+    )
+    log_every: int = _f(50, doc="log training metrics every this many iterations (>= 1).")
+    eval_every_epochs: int = _f(
+        1, doc="evaluate on the test split every this many epochs (>= 1) and after the last."
+    )
+    checkpoint_every_steps: int = _f(
+        1000,
+        doc="save a checkpoint to workdir every this many training iterations (batches, >= 1).",
+    )
+    keep_best: bool = _f(
+        True, doc="also keep the checkpoint with the best evaluation accuracy in workdir."
+    )
+    max_checkpoints: int = _f(
+        3, doc="number of most recent periodic checkpoints kept in workdir (>= 1)."
+    )
+    resume: bool = _f(
+        True,
+        doc="if workdir holds a checkpoint, continue from the latest one; its saved config must "
+        "agree with this one except for RESUMABLE_KEYS (see diff). With False an existing "
+        "checkpoint is an error, never silently overwritten.",
+    )
+    progress: bool = _f(True, doc="show progress bars during training and evaluation.")
+    max_train_steps: int | None = _f(
+        None,
+        doc="stop after this many training iterations in total (>= 1), e.g. for tests and "
+        "smoke runs; the schedule still spans optim.epochs. None = train all epochs.",
+    )
+
+    @property
+    def effective_eval_num_steps(self) -> int:
+        """Return the number of time steps used for evaluation (``eval_num_steps`` or T)."""
+        return self.num_steps if self.eval_num_steps is None else self.eval_num_steps
+
+    @property
+    def effective_num_frames(self) -> int | None:
+        """Return the frames per sample of event data (``data.num_frames`` or T), else None.
+
+        The rule is the catalog's :func:`ottt_jax.data.catalog.resolve_num_frames`; pass this
+        value (not ``data.num_frames``) to the data layer. Raises ``ValueError`` where that rule
+        refuses the config.
+        """
+        return catalog.resolve_num_frames(
+            self.data.dataset, self.data.num_frames, num_steps=self.num_steps
+        )
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+TOP_KEYS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in SECTIONS)
+
+#: Keys that may differ between the config saved with a checkpoint and the config that resumes
+#: from it: they change logging, evaluation, checkpointing or paths, not the training trajectory.
+#: Pass them to ``diff(saved, cfg, ignore=RESUMABLE_KEYS)``.
+RESUMABLE_KEYS = frozenset(
+    {
+        "name",
+        "eval_num_steps",
+        "workdir",
+        "log_every",
+        "eval_every_epochs",
+        "checkpoint_every_steps",
+        "keep_best",
+        "max_checkpoints",
+        "resume",
+        "progress",
+        "max_train_steps",
+        "data.data_dir",
+        "data.eval_batch_size",
+        "data.worker_count",
+    }
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Field types: checking and normalizing values.
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def field_type(cls: type, name: str) -> Any:
+    """Return the resolved type annotation of field ``name`` of the dataclass ``cls``."""
+    return _hints(cls)[name]
+
+
+def field_names(cls: type) -> list[str]:
+    """Return the field names of the dataclass ``cls``, in declaration order."""
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def optional_inner(tp: Any) -> tuple[bool, Any]:
+    """Split ``X | None`` into ``(True, X)``; other types give ``(False, tp)``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args:
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) == 1:
+                return True, inner[0]
+    return False, tp
+
+
+def type_name(tp: Any) -> str:
+    """Return how a value of field type ``tp`` is written, for error messages."""
+    optional, tp = optional_inner(tp)
+    if tp is bool:
+        name = "a bool (true/false/1/0)"
+    elif tp is int:
+        name = "an int"
+    elif tp is float:
+        name = "a float"
+    elif tp is str:
+        name = "a string"
+    elif typing.get_origin(tp) is tuple:
+        name = "a list of conv widths (ints) and 'M' (pools), e.g. [32,M,64]"
+    else:  # pragma: no cover - every field has one of the types above
+        name = str(tp)
+    return name + (" or none" if optional else "")
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check that ``value`` fits the field type ``tp`` and return it normalized.
+
+    Ints are accepted for floats (converted), lists for tuples (converted); bools are never
+    accepted as numbers.
+    """
+    optional, inner = optional_inner(tp)
+    if value is None and optional:
+        return None
+    is_bool = isinstance(value, bool)
+    if inner is bool and is_bool:
+        return value
+    if inner is int and isinstance(value, numbers.Integral) and not is_bool:
+        return int(value)
+    if inner is float and isinstance(value, numbers.Real) and not is_bool:
+        return float(value)
+    if inner is str and isinstance(value, str):
+        return value
+    if typing.get_origin(inner) is tuple and isinstance(value, (list, tuple)):
+        items: list[int | str] = []
+        for item in value:
+            if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+                items.append(int(item))
+            elif isinstance(item, str) and item.upper() == "M":
+                items.append("M")
+            else:
+                raise ValueError(f"{key} expects {type_name(tp)}; got item {item!r} in {value!r}")
+        return tuple(items)
+    raise ValueError(f"{key} expects {type_name(tp)}; got {value!r}")
+
+
+def close_match(word: str, candidates: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest candidate, or an empty string."""
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def all_keys() -> list[str]:
+    """Return every dotted key of a :class:`Config`, in field order."""
+    keys = list(TOP_KEYS)
+    for section, cls in SECTIONS.items():
+        keys += [f"{section}.{name}" for name in field_names(cls)]
+    return keys
+
+
+def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
+    """Return the keyword parameters of ``model.surrogate`` for ``get_surrogate``.
+
+    ``get_surrogate(model.surrogate, **surrogate_kwargs(model))`` builds the configured
+    surrogate. ``surrogate_param=None`` resolves to the surrogate's default (α = 4 for 'sigmoid',
+    α = 2 for 'atan', a = 1 for 'rectangular') and, for 'clamp', to ``v_th``: the paper's
+    ``1[|v − V_th| < V_th]``.
+
+    Args:
+      model: the model section.
+
+    Returns:
+      e.g. ``{'alpha': 4.0}``.
+    """
+    if model.surrogate not in SURROGATES:
+        raise ValueError(
+            f"model.surrogate must be one of {', '.join(map(repr, SURROGATES))}; "
+            f"got {model.surrogate!r}"
+        )
+    name, default = surrogate_lib.default_param(model.surrogate)
+    if model.surrogate == "clamp":  # the paper's 1[|v - V_th| < V_th]: the half-width is V_th
+        default = model.v_th
+    return {name: default if model.surrogate_param is None else model.surrogate_param}

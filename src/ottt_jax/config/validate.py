@@ -1,0 +1,247 @@
+"""Validation of a whole :class:`~ottt_jax.config.Config`: types, names, ranges, cross-field rules.
+
+Every public constructor path (``get_config``, ``apply_overrides``, ``from_dict``) ends in
+:func:`validate`, which rejects invalid values with a ``ValueError`` naming each key and what it
+accepts. The dataset facts (classes, image size, the frames rule) are read from
+:mod:`ottt_jax.data.catalog`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from ottt_jax.config.schema import (
+    ARCHS,
+    COMPUTE_DTYPES,
+    METHODS,
+    OPTIMIZERS,
+    SCHEDULES,
+    SECTIONS,
+    SURROGATES,
+    TOP_KEYS,
+    VGG_ARCHS,
+    Config,
+    ModelConfig,
+    close_match,
+    coerce,
+    field_names,
+    field_type,
+)
+from ottt_jax.data import catalog
+
+__all__ = ["validate"]
+
+
+def _choice(errors: list[str], key: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        hint = close_match(value, choices) if isinstance(value, str) else ""
+        errors.append(
+            f"{key} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}{hint}"
+        )
+
+
+def _number(
+    errors: list[str],
+    key: str,
+    value: float | None,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
+    """Check ``value`` (None passes) lies in the interval given by lo/hi and the open flags."""
+    if value is None:
+        return
+    lo_ok = lo is None or (value > lo if lo_open else value >= lo)
+    hi_ok = hi is None or (value < hi if hi_open else value <= hi)
+    if math.isfinite(value) and lo_ok and hi_ok:
+        return
+    if lo is not None and hi is not None:
+        interval = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        interval = f"{'>' if lo_open else '>='} {lo:g}"
+    else:
+        interval = f"{'<' if hi_open else '<='} {hi:g}"
+    kind = "an int" if isinstance(value, int) else "a finite number"
+    errors.append(f"{key} must be {kind} {interval}; got {value!r}")
+
+
+def _text(errors: list[str], key: str, value: str | None) -> None:
+    if value is not None and not value.strip():
+        errors.append(f"{key} must be a non-empty string; got {value!r}")
+
+
+def _normalize(cfg: Config) -> Config:
+    """Check every field's type and return the config with normalized values (int→float etc.)."""
+    errors: list[str] = []
+
+    def norm(obj: Any, cls: type, prefix: str) -> dict[str, Any]:
+        out = {}
+        for name in field_names(cls):
+            key = prefix + name
+            try:
+                out[name] = coerce(key, getattr(obj, name), field_type(cls, name))
+            except ValueError as e:
+                errors.append(str(e))
+        return out
+
+    top = {}
+    for name in TOP_KEYS:
+        try:
+            top[name] = coerce(name, getattr(cfg, name), field_type(Config, name))
+        except ValueError as e:
+            errors.append(str(e))
+    for section, cls in SECTIONS.items():
+        sub = getattr(cfg, section)
+        if not isinstance(sub, cls):
+            errors.append(f"{section} must be a {cls.__name__}; got {type(sub).__name__}")
+        else:
+            top[section] = cls(**norm(sub, cls, section + "."))
+    if errors:
+        raise ValueError(_error_text(cfg, errors))
+    return Config(**top)
+
+
+def _error_text(cfg: Config, errors: list[str]) -> str:
+    name = getattr(cfg, "name", "?")
+    if len(errors) == 1:
+        return f"invalid config {name!r}: {errors[0]}"
+    body = "\n".join(f"  - {e}" for e in errors)
+    return f"invalid config {name!r} ({len(errors)} problems):\n{body}"
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field of ``cfg`` and return it with normalized values.
+
+    Checks types; allowed names (method, arch, surrogate, dataset, optimizer, schedule, compute
+    dtype); ranges (T ≥ 1, batch ≥ 1, λ ∈ (0, 1], V_th > 0, β ∈ [0, 1], dropout rates ∈ [0, 1),
+    lr ≥ 0, ...); and consistency (num_classes against the dataset, the VGG layout against
+    the arch and the image size, frames of event data against T).
+
+    Args:
+      cfg: the configuration.
+
+    Returns:
+      An equal :class:`Config` whose values have their declared types (ints given for float
+      fields become floats, lists become tuples).
+
+    Raises:
+      ValueError: naming each invalid key and what it accepts (all problems at once).
+    """
+    if not isinstance(cfg, Config):
+        raise ValueError(f"validate expects a Config, got {type(cfg).__name__}")
+    cfg = _normalize(cfg)
+    m, d, o = cfg.model, cfg.data, cfg.optim
+    errors: list[str] = []
+
+    # Run level.
+    _text(errors, "name", cfg.name)
+    _choice(errors, "method", cfg.method, METHODS)
+    _number(errors, "num_steps", cfg.num_steps, lo=1)
+    _number(errors, "eval_num_steps", cfg.eval_num_steps, lo=1)
+    _number(errors, "loss_beta", cfg.loss_beta, lo=0, hi=1)
+    _number(errors, "seed", cfg.seed, lo=0)
+    _choice(errors, "compute_dtype", cfg.compute_dtype, COMPUTE_DTYPES)
+    _text(errors, "workdir", cfg.workdir)
+    _number(errors, "log_every", cfg.log_every, lo=1)
+    _number(errors, "eval_every_epochs", cfg.eval_every_epochs, lo=1)
+    _number(errors, "checkpoint_every_steps", cfg.checkpoint_every_steps, lo=1)
+    _number(errors, "max_checkpoints", cfg.max_checkpoints, lo=1)
+    _number(errors, "max_train_steps", cfg.max_train_steps, lo=1)
+
+    # Model.
+    _choice(errors, "model.arch", m.arch, ARCHS)
+    _number(errors, "model.num_classes", m.num_classes, lo=1)
+    _number(errors, "model.decay", m.decay, lo=0, hi=1, lo_open=True)
+    _number(errors, "model.v_th", m.v_th, lo=0, lo_open=True)
+    _choice(errors, "model.surrogate", m.surrogate, SURROGATES)
+    _number(errors, "model.surrogate_param", m.surrogate_param, lo=0, lo_open=True)
+    for name in ("neuron_dropout", "fc_dropout", "stochastic_depth"):
+        _number(errors, f"model.{name}", getattr(m, name), lo=0, hi=1, hi_open=True)
+    if any(isinstance(c, int) and c < 1 for c in m.vgg_cfg):
+        errors.append(f"model.vgg_cfg conv widths must be >= 1; got {list(m.vgg_cfg)}")
+    if m.stochastic_depth > 0 and m.arch in VGG_ARCHS:
+        nf = ", ".join(repr(a) for a in ARCHS if a not in VGG_ARCHS)
+        errors.append(
+            f"model.stochastic_depth applies only to the NF-ResNets ({nf}); got "
+            f"{m.stochastic_depth!r} with model.arch {m.arch!r}"
+        )
+
+    # Data.
+    _choice(errors, "data.dataset", d.dataset, catalog.dataset_names())
+    _text(errors, "data.data_dir", d.data_dir)
+    _number(errors, "data.batch_size", d.batch_size, lo=1)
+    _number(errors, "data.eval_batch_size", d.eval_batch_size, lo=1)
+    _number(errors, "data.worker_count", d.worker_count, lo=0)
+    _number(errors, "data.num_frames", d.num_frames, lo=1)
+
+    # Optimizer.
+    _choice(errors, "optim.name", o.name, OPTIMIZERS)
+    _number(errors, "optim.lr", o.lr, lo=0)
+    _number(errors, "optim.momentum", o.momentum, lo=0, hi=1, hi_open=True)
+    _number(errors, "optim.weight_decay", o.weight_decay, lo=0)
+    _choice(errors, "optim.schedule", o.schedule, SCHEDULES)
+    _number(errors, "optim.epochs", o.epochs, lo=1)
+    _number(errors, "optim.warmup_epochs", o.warmup_epochs, lo=0, hi=max(o.epochs, 0))
+    _number(errors, "optim.grad_clip", o.grad_clip, lo=0, lo_open=True)
+    lr_ok = math.isfinite(o.lr) and o.lr >= 0
+    _number(errors, "optim.min_lr", o.min_lr, lo=0, hi=o.lr if lr_ok else None)
+    _number(errors, "optim.adam_b1", o.adam_b1, lo=0, hi=1, hi_open=True)
+    _number(errors, "optim.adam_b2", o.adam_b2, lo=0, hi=1, hi_open=True)
+    _number(errors, "optim.adam_eps", o.adam_eps, lo=0, lo_open=True)
+    if o.name == "sgd" and o.nesterov and o.momentum == 0:
+        errors.append("optim.nesterov=true needs optim.momentum > 0; got momentum 0.0")
+
+    # Consistency with the dataset (its facts and the frames rule live in the catalog).
+    names = catalog.dataset_names()
+    spec = catalog.get_dataset(d.dataset) if d.dataset in names else None
+    if spec is not None:
+        if m.num_classes != spec.num_classes:
+            counts = ", ".join(f"{k} {catalog.get_dataset(k).num_classes}" for k in names)
+            errors.append(
+                f"model.num_classes must be {spec.num_classes} for data.dataset "
+                f"{d.dataset!r}; got {m.num_classes} (class counts: {counts})"
+            )
+        try:
+            frames = catalog.resolve_num_frames(spec, d.num_frames, num_steps=cfg.num_steps)
+        except ValueError as e:  # its messages start with 'num_frames'
+            errors.append(f"data.{e}")
+        else:
+            if spec.is_sequence and cfg.eval_num_steps not in (None, frames):
+                errors.append(
+                    f"eval_num_steps must be none or equal to the number of frames ({frames}) "
+                    f"for {d.dataset!r}; got {cfg.eval_num_steps}"
+                )
+    if m.arch in VGG_ARCHS:
+        _check_layout(errors, m, spec)
+
+    if errors:
+        raise ValueError(_error_text(cfg, errors))
+    return cfg
+
+
+def _check_layout(errors: list[str], m: ModelConfig, spec: catalog.DatasetSpec | None) -> None:
+    layout = list(m.vgg_cfg)
+    if not layout or not isinstance(layout[0], int):
+        errors.append(
+            f"model.vgg_cfg must start with a conv width (an int) for model.arch {m.arch!r}, "
+            f"e.g. [64,128,M,256]; got {layout}"
+        )
+        return
+    if spec is None:
+        return
+    pools = layout.count("M")
+    size = min(spec.frame_shape[:2])
+    if size // 2**pools < 1:
+        errors.append(
+            f"model.vgg_cfg has {pools} pools, too many for {spec.name!r} images of "
+            f"{size}×{size} (at most {int(math.log2(size))}); got {layout}"
+        )
+    elif m.arch == "vggf" and size % 2**pools:
+        errors.append(
+            f"model.vgg_cfg with model.arch 'vggf' needs the image size ({size}) divisible by "
+            f"2**pools = {2**pools} so that the feedback upsampling matches; got {layout}"
+        )
