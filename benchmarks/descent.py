@@ -54,7 +54,6 @@ def _build(cfg) -> SpikingVGG:
         cfg=tuple(m.vgg_cfg),
         num_classes=m.num_classes,
         neuron=LIF(decay=m.decay, v_th=m.v_th, surrogate=surrogate),
-        online=True,
         feedback=m.arch == "vggf",
     )
 
@@ -151,7 +150,7 @@ def _run_net(cfg, checkpoints, eval_batches, data, seed=0):
 
 
 def _layer_order(model: SpikingVGG, layers) -> list[str]:
-    convs = [c[0] for c in model._convs()]
+    convs = [c[0] for c in model.conv_specs()]
     extra = ["fb_conv"] if model.feedback else []
     return [n for n in [*convs, *extra, "classifier_0"] if n in layers]
 
@@ -377,7 +376,7 @@ def run(quick: bool) -> Section:
             "(α = 4) and with the clamp surrogate 1[|v − V_th| < V_th] of Sec. 4.2. At epochs "
             f"{checkpoints}, on {eval_batches} test batches of {EVAL_BATCH} images, we compute "
             "the OTTT_A gradient (`ottt_grad`), the BPTT gradient (`bptt_grad`, same "
-            "parameters, `online=False`) and the spike-representation gradient (∇L_sr)_sr of "
+            "parameters, `mode=BPTT`) and the spike-representation gradient (∇L_sr)_sr of "
             "Eq. (6) (`ottt_jax.analysis.gradient_comparison_fn`: closed-form clamp mappings "
             "with Jacobians at the SNN's actual weighted rates a[T] = â[T]/Λ[T]; for VGG-F the "
             "implicit gradient of the equilibrium, feedback weight κ_T = Λ[T−1]/Λ[T], solved by "

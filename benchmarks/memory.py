@@ -31,11 +31,12 @@ def make_iteration(
     import optax
 
     from ottt_jax.losses import instantaneous_loss
+    from ottt_jax.mode import BPTT, OTTT
     from ottt_jax.models import SpikingVGG, make_step
     from ottt_jax.online import bptt_grad, ottt_grad, ottt_update
 
     kw = {} if vgg_cfg is None else {"cfg": tuple(vgg_cfg)}
-    model = SpikingVGG(num_classes=num_classes, online=method != "bptt", **kw)
+    model = SpikingVGG(num_classes=num_classes, mode=BPTT if method == "bptt" else OTTT, **kw)
     step = make_step(model)
     loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=num_steps)
     opt = optax.sgd(0.1, momentum=0.9)

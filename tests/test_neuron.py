@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ottt_jax.mode import BPTT, OTTT
 from ottt_jax.neuron import LIF, LIFState, decay_from_tau
 from ottt_jax.surrogate import Rectangular, Sigmoid
 
@@ -48,11 +49,11 @@ def test_dynamics_match_hand_recursion(lam, vth):
 
 def test_fires_exactly_at_threshold_and_defaults_are_the_papers():
     n = LIF()
-    assert (n.decay, n.v_th, n.surrogate, n.online, n.detach_reset) == (
+    assert (n.decay, n.v_th, n.surrogate, n.mode, n.detach_reset) == (
         0.5,
         1.0,
         Sigmoid(4.0),
-        True,
+        OTTT,
         True,
     )
     s, st = n(n.init_state((1,)), jnp.array([1.0]))
@@ -75,16 +76,16 @@ def _grad_wrt_first_input(neuron):
 
 def test_online_detaches_time_and_bptt_keeps_it():
     rect = Rectangular(1.0)
-    assert _grad_wrt_first_input(LIF(surrogate=rect, online=True)) == 0.0
+    assert _grad_wrt_first_input(LIF(surrogate=rect, mode=OTTT)) == 0.0
     # BPTT: v2 = 0.45 + 0.5·(0.2 + 0.5·x0) with no spikes → d s/d x0 = f'(v2 − 1)·0.25
-    g = _grad_wrt_first_input(LIF(surrogate=rect, online=False))
+    g = _grad_wrt_first_input(LIF(surrogate=rect, mode=BPTT))
     v2 = 0.45 + 0.5 * (0.2 + 0.5 * 0.7)
     assert g == pytest.approx(float(rect.derivative(jnp.array(v2 - 1.0))) * 0.25)
 
 
 def test_reset_gradient_is_configurable():
     def grad(detach):
-        n = LIF(surrogate=Rectangular(4.0), online=False, detach_reset=detach)
+        n = LIF(surrogate=Rectangular(4.0), mode=BPTT, detach_reset=detach)
 
         def f(x0):
             _, st = n(n.init_state((1,)), x0)  # fires (x0 ≥ 1)

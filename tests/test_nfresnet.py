@@ -21,6 +21,7 @@ from jax import lax
 
 from ottt_jax.layers import SPIKE_SCALE, standardize_weight
 from ottt_jax.losses import instantaneous_loss
+from ottt_jax.mode import BPTT, OTTT
 from ottt_jax.models.nfresnet import NFResNet, nfresnet18, nfresnet34, nfresnet50
 from ottt_jax.neuron import LIF
 from ottt_jax.online import forward, ottt_grad
@@ -295,7 +296,7 @@ def test_forward_matches_hand_written_reference_and_bptt_mode():
     assert bool(jnp.all(jnp.isfinite(outs)))
     np.testing.assert_allclose(outs, _reference_logits(params, X, 3), rtol=1e-5, atol=1e-5)
     # the BPTT baseline has the same forward values
-    bptt = NFResNet(**TINY, online=False)
+    bptt = NFResNet(**TINY, mode=BPTT)
     outs_bptt, _ = forward(_step(bptt), params, state, X, num_steps=3)
     np.testing.assert_allclose(outs_bptt, outs, rtol=1e-6, atol=1e-6)
 
@@ -487,18 +488,18 @@ def test_bad_inputs_raise():
         model.apply({"params": params}, state, jnp.zeros((B, 32, 32, 3)))
 
 
-def test_neuron_online_flag_is_overridden():
-    model = NFResNet(**TINY, neuron=LIF(online=True), online=False)
+def test_neuron_mode_is_overridden():
+    model = NFResNet(**TINY, neuron=LIF(mode=OTTT), mode=BPTT)
     params = _tiny()[1]
     seen = {}
 
     def icpt(next_fun, args, kwargs, ctx):
         if ctx.method_name == "__call__" and ctx.module.path == ("layer2_0",):
-            seen["online"] = ctx.module.neuron.online
+            seen["neuron"] = ctx.module.neuron.mode
         if ctx.method_name == "__call__" and ctx.module.path == ("layer2_0", "downsample"):
-            seen["trace"] = kwargs.get("trace")
+            seen["conv"] = ctx.module.mode
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(icpt):
         model.apply({"params": params}, model.init_state(B, IN_SHAPE), X)
-    assert seen == {"online": False, "trace": None}  # BPTT: LIF keeps gradients, no trace rule
+    assert seen == {"neuron": BPTT, "conv": BPTT}  # BPTT: LIF keeps gradients, no trace rule

@@ -12,6 +12,7 @@ import pytest
 
 from ottt_jax import layers
 from ottt_jax.losses import instantaneous_loss
+from ottt_jax.mode import BPTT, OTTT, Mode
 from ottt_jax.neuron import LIF
 from ottt_jax.online import (
     bptt_grad,
@@ -47,7 +48,7 @@ LOSS = functools.partial(instantaneous_loss, beta=BETA, num_steps=T)
 
 def _dense_net(online=True):
     """A 3-layer dense SNN step: real input → LIF → LIF → linear readout (traces in the state)."""
-    lif = LIF(decay=LAM, v_th=VTH, surrogate=SIG, online=online)
+    lif = LIF(decay=LAM, v_th=VTH, surrogate=SIG, mode=OTTT if online else BPTT)
 
     def step(p, st, x):
         s1, n1 = lif(st["n1"], x @ p["w1"] + p["b1"])  # first layer: ordinary gradient
@@ -136,7 +137,7 @@ def test_single_spiking_readout_layer_equals_bptt_with_detached_reset():
     loss_fn = functools.partial(instantaneous_loss, beta=0.3, num_steps=6)
 
     def make(online):
-        lif = LIF(decay=LAM, surrogate=SIG, online=online)
+        lif = LIF(decay=LAM, surrogate=SIG, mode=OTTT if online else BPTT)
 
         def step(w, st, s_t):
             a_in = update_trace(st["a_in"], s_t, LAM)
@@ -254,16 +255,15 @@ def test_recurrent_connection_with_previous_spikes_in_the_state():
 class TinyConvSNN(nn.Module):
     """conv → LIF → (trace rule) conv → LIF → pool → (trace rule) linear, one step per call."""
 
-    online: bool = True
+    mode: Mode = OTTT
 
     @nn.compact
     def __call__(self, state, x):
-        lif = LIF(online=self.online)
+        lif = LIF(mode=self.mode)
         s1, n1 = lif(state["n1"], layers.Conv(8)(x))
-        a1 = n1.trace if self.online else None
-        s2, n2 = lif(state["n2"], layers.Conv(16)(s1, a1))
+        s2, n2 = lif(state["n2"], layers.Conv(16, mode=self.mode)(s1, n1.trace))
         pool = lambda z: layers.SPIKE_SCALE * z.mean((1, 2))
-        out = layers.Linear(10)(pool(s2), pool(n2.trace) if self.online else None)
+        out = layers.Linear(10, mode=self.mode)(pool(s2), pool(n2.trace))
         return out, {"n1": n1, "n2": n2}
 
     def init_state(self, batch, hw=16):
@@ -271,8 +271,8 @@ class TinyConvSNN(nn.Module):
         return {"n1": lif.init_state((batch, hw, hw, 8)), "n2": lif.init_state((batch, hw, hw, 16))}
 
 
-def _tiny_setup(batch=8, online=True):
-    model = TinyConvSNN(online=online)
+def _tiny_setup(batch=8, mode=OTTT):
+    model = TinyConvSNN(mode=mode)
     y = jnp.arange(batch) % 2  # two classes told apart by the brightness of one channel
     x = jax.random.uniform(jax.random.PRNGKey(0), (batch, 16, 16, 3))
     x = x.at[..., 0].add(1.5 * y[:, None, None])
@@ -302,7 +302,7 @@ def test_user_flax_model_trains_with_ottt_a():
 
 
 def _temp_bytes(method, t):
-    model, step, params, x, y = _tiny_setup(online=method != "bptt")
+    model, step, params, x, y = _tiny_setup(mode=BPTT if method == "bptt" else OTTT)
     loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=t)
     fn = bptt_grad if method == "bptt" else ottt_grad
     f = lambda p: fn(step, loss_fn, p, model.init_state(8), x, y, num_steps=t).grads

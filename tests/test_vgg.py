@@ -18,6 +18,7 @@ import pytest
 from jax import lax
 
 from ottt_jax import LIF, bptt_grad, forward, instantaneous_loss, ottt_grad
+from ottt_jax.mode import BPTT
 from ottt_jax.models import VGG11_CFG, SpikingVGG, SpikingVGGF, make_step, vgg11, vgg11f
 
 
@@ -343,11 +344,11 @@ def test_constructors_and_bptt_same_tree():
     assert SpikingVGGF(num_classes=100) == m
     assert vgg11().num_classes == 10 and not vgg11().feedback
     a = _abstract_params(vgg11(10), (32, 32, 3))
-    b = _abstract_params(vgg11(10, online=False), (32, 32, 3))
+    b = _abstract_params(vgg11(10, mode=BPTT), (32, 32, 3))
     chex.assert_trees_all_equal_shapes_and_dtypes(a, b)
     # 6. small model: the BPTT build has the same parameter tree
     chex.assert_trees_all_equal_shapes_and_dtypes(
-        _abstract_params(small(), (HW, HW, 3)), _abstract_params(small(online=False), (HW, HW, 3))
+        _abstract_params(small(), (HW, HW, 3)), _abstract_params(small(mode=BPTT), (HW, HW, 3))
     )
     # custom lists: classifier sized from the last conv, in-channels from the input
     p = _abstract_params(SpikingVGG(cfg=[8, "M", 16, 16], num_classes=4), (8, 8, 5))
@@ -426,7 +427,7 @@ def test_classifier_gradient_vs_bptt_and_single_step_equivalence():
     BPTT, so the bias gradients are equal; its kernel gradient is Σ_t z̄_t ⊗ g_t at the *trace*
     in OTTT (the authors' WrapedSNNOp classifier) and Σ_t z_t ⊗ g_t at the spikes in BPTT. For
     T = 1 (trace = spikes, no history) OTTT and BPTT agree on every parameter."""
-    model, model_bptt = small(), small(online=False)
+    model, model_bptt = small(), small(mode=BPTT)
     params = make_params(model)
     x, y = image(), LABELS
     st0 = model.init_state(B, (HW, HW, 3))

@@ -1,10 +1,11 @@
 """Synaptic layers: scaled weight standardization (sWS), spike/trace-aware convs and linears.
 
-Every layer takes ``(x, trace=None)``. When ``trace`` is given (the input is spikes from a LIF
-neuron and the network runs in online mode), the layer applies the spike-forward /
-trace-gradient rule of :mod:`ottt_jax.trace`; otherwise it is an ordinary layer (the first conv on
-the image, BPTT mode, evaluation). Layouts: activations NHWC, conv kernels HWIO, dense
-``[in, out]``.
+Every layer takes ``(x, trace=None)`` and a ``mode`` attribute (a :class:`~ottt_jax.mode.Mode`),
+and decides itself: when a ``trace`` is given (the input is spikes from a neuron) and
+``mode.synapse == "trace"`` (OTTT), the layer applies the spike-forward / trace-gradient rule of
+:mod:`ottt_jax.trace`; otherwise it is an ordinary layer (the first conv on the image, BPTT, SLTT's
+instantaneous rule). Models pass the trace unconditionally. Layouts: activations NHWC, conv kernels
+HWIO, dense ``[in, out]``.
 
 Parameter names: ``kernel`` (the raw weight), ``gain`` (sWS, one per output channel), ``bias``.
 """
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ottt_jax.mode import OTTT, Mode
 from ottt_jax.trace import conv_spike_trace, dense_spike_trace
 
 Array = jax.Array
@@ -90,6 +92,7 @@ class Conv(nn.Module):
       use_bias: add a bias (its gradient is plain ``g``, never a trace).
       kernel_init: initializer of the raw kernel.
       dtype: compute dtype (parameters stay float32).
+      mode: the trace rule applies iff a trace is passed and ``mode.synapse == "trace"``.
     """
 
     features: int
@@ -100,10 +103,20 @@ class Conv(nn.Module):
     use_bias: bool = True
     kernel_init: Any = kaiming_normal_fan_out
     dtype: Any = jnp.float32
+    mode: Mode = OTTT
 
     @nn.compact
     def __call__(self, x: Array, trace: Array | None = None, trace_scale: float = 1.0) -> Array:
-        """Apply to ``x`` ``[B, H, W, Ci]``; with ``trace``, take ∇W at ``trace_scale·trace``."""
+        """Apply to ``x`` ``[B, H, W, Ci]``.
+
+        Args:
+          x: input ``[B, H, W, Ci]`` (spikes, or the image for a first layer).
+          trace: the presynaptic trace of ``x``, same shape, or None.
+          trace_scale: a constant the trace is multiplied by in the weight gradient.
+
+        Returns:
+          ``[B, Ho, Wo, features]``; with the trace rule ∇W is taken at ``trace_scale·trace``.
+        """
         k = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
         if self.weight_standardization:
@@ -115,7 +128,7 @@ class Conv(nn.Module):
         # Without a trace the gradient is the ordinary one: the trace rule with trace := input.
         # Going through conv_spike_trace either way keeps the backward pass as forward
         # convolutions, which XLA:CPU runs far faster than autodiff's inside lax.scan.
-        if trace is None:
+        if trace is None or not self.mode.trace_rule:
             a, trace_scale = x, 1.0
         else:
             a = trace.astype(self.dtype)
@@ -134,6 +147,7 @@ class Linear(nn.Module):
       weight_standardization: use sWS (adds ``gain``).
       kernel_init: defaults to N(0, 0.01²), as the authors' plain linears.
       dtype: compute dtype.
+      mode: the trace rule applies iff a trace is passed and ``mode.synapse == "trace"``.
     """
 
     features: int
@@ -141,17 +155,27 @@ class Linear(nn.Module):
     use_bias: bool = True
     kernel_init: Any = nn.initializers.normal(0.01)
     dtype: Any = jnp.float32
+    mode: Mode = OTTT
 
     @nn.compact
     def __call__(self, x: Array, trace: Array | None = None, trace_scale: float = 1.0) -> Array:
-        """Apply to ``x`` ``[B, in]``; with ``trace``, take ∇W at ``trace_scale·trace``."""
+        """Apply to ``x`` ``[B, in]``.
+
+        Args:
+          x: input ``[B, in]``.
+          trace: the presynaptic trace of ``x``, same shape, or None.
+          trace_scale: a constant the trace is multiplied by in the weight gradient.
+
+        Returns:
+          ``[B, features]``; with the trace rule ∇W is taken at ``trace_scale·trace``.
+        """
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
         if self.weight_standardization:
             gain = self.param("gain", nn.initializers.ones, (self.features,))
             kernel = standardize_weight(kernel, gain)
         kernel = kernel.astype(self.dtype)
         x = x.astype(self.dtype)
-        if trace is None:
+        if trace is None or not self.mode.trace_rule:
             y = x @ kernel
         else:
             y = dense_spike_trace(kernel, x, trace.astype(self.dtype), trace_scale)

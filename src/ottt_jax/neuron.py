@@ -5,9 +5,13 @@ Conventions used across ottt_jax:
 * **Time axis leading.** Inside ``lax.scan`` every sequence is time-major, ``[T, B, ...]``; a
   neuron step sees one slice ``[B, ...]``. :func:`ottt_jax.online.check_time_major` asserts it.
 * **Per-sequence reset.** :meth:`LIF.init_state` gives zeros; call it once per sample sequence.
-* **Online vs BPTT.** With ``online=True`` (OTTT) the membrane entering a step is detached, so no
-  gradient flows to earlier steps (Sec. 4.1); with ``online=False`` (the BPTT baseline) it keeps
-  its temporal gradient. The reset is detached in both unless ``detach_reset=False``.
+* **The mode.** A neuron is built with a :class:`~ottt_jax.mode.Mode`. With a detached temporal
+  path (``mode.OTTT``, ``mode.SLTT``) the membrane entering a step is detached, so no gradient
+  flows to earlier steps (Sec. 4.1); with ``mode.BPTT`` it keeps its temporal gradient. The reset
+  is detached in both unless ``detach_reset=False``. The state carries a trace iff
+  ``mode.keeps_trace``.
+
+Any object following the :class:`Neuron` protocol can replace :class:`LIF` in the models.
 """
 
 from __future__ import annotations
@@ -15,17 +19,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
+from ottt_jax.mode import OTTT, Mode
 from ottt_jax.surrogate import Surrogate, get_surrogate, heaviside
 from ottt_jax.trace import update_trace
 
 Array = jax.Array
 
-__all__ = ["LIF", "LIFState", "decay_from_tau"]
+__all__ = ["LIF", "LIFState", "Neuron", "check_neuron", "decay_from_tau"]
 
 
 class LIFState(NamedTuple):
@@ -34,10 +39,62 @@ class LIFState(NamedTuple):
     Attributes:
       v: membrane potential after the last reset, ``[B, ...]``.
       trace: presynaptic trace ``â`` of the neuron's spikes, ``[B, ...]``; carries no gradient.
+        None when the neuron's mode keeps no trace (``mode.keeps_trace`` False).
     """
 
     v: Array
-    trace: Array
+    trace: Array | None
+
+
+@runtime_checkable
+class Neuron(Protocol):
+    """What a model asks of a spiking neuron population (any class with these members works).
+
+    Attributes:
+      decay: the leak ``λ`` its trace uses, ``â ← λ·â + s`` (Eq. (4)).
+      mode: the :class:`~ottt_jax.mode.Mode` it runs in.
+    """
+
+    decay: float
+    mode: Mode
+
+    def with_mode(self, mode: Mode) -> Neuron:
+        """Return the same neuron running in ``mode`` (models call it with their own mode)."""
+        ...
+
+    def init_state(self, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Any:
+        """Return the zero state of a population of shape ``[B, ...]``.
+
+        Returns:
+          Any pytree with a ``trace`` attribute: ``[B, ...]``, or None when
+          ``mode.keeps_trace`` is False.
+        """
+        ...
+
+    def __call__(self, state: Any, x: Array) -> tuple[Array, Any]:
+        """Advance one step on the input current ``x`` ``[B, ...]``.
+
+        Returns:
+          ``(spikes [B, ...] with the dtype of x, new_state)``.
+        """
+        ...
+
+
+def check_neuron(neuron: Any, field: str = "neuron") -> None:
+    """Raise a ValueError naming ``field`` unless ``neuron`` follows the :class:`Neuron` protocol.
+
+    Args:
+      neuron: the object to check.
+      field: the name the error message uses (e.g. the model attribute).
+    """
+    missing = [a for a in ("decay", "mode", "with_mode", "init_state") if not hasattr(neuron, a)]
+    if not callable(neuron):
+        missing.append("__call__")
+    if missing:
+        raise ValueError(
+            f"{field} must follow the ottt_jax.neuron.Neuron protocol (decay, mode, with_mode, "
+            f"init_state, __call__); {type(neuron).__name__} lacks {missing}"
+        )
 
 
 def decay_from_tau(tau: float) -> float:
@@ -102,14 +159,16 @@ class LIF:
       decay: the leak ``λ`` in (0, 1]; ``λ = 1`` is the IF neuron. Paper default 0.5 (τ = 2).
       v_th: the firing threshold ``V_th > 0``. Paper default 1.
       surrogate: a :class:`~ottt_jax.surrogate.Surrogate` or its name.
-      online: detach the incoming membrane (OTTT). ``False`` gives the BPTT baseline.
+      mode: the :class:`~ottt_jax.mode.Mode`; ``mode.detach_membrane`` detaches the incoming
+        membrane (OTTT, SLTT), ``mode.BPTT`` gives the BPTT baseline; the state has a trace iff
+        ``mode.keeps_trace``.
       detach_reset: detach the reset path ``V_th·s`` (the paper's choice, also for BPTT).
     """
 
     decay: float = 0.5
     v_th: float = 1.0
     surrogate: Surrogate | str = "sigmoid"
-    online: bool = True
+    mode: Mode = OTTT
     detach_reset: bool = True
 
     def __post_init__(self):
@@ -119,7 +178,13 @@ class LIF:
         vt = self.v_th
         if not isinstance(vt, (int, float)) or isinstance(vt, bool) or not (0 < vt < math.inf):
             raise ValueError(f"LIF v_th must be a finite number > 0, got {vt!r}")
+        if not isinstance(self.mode, Mode):
+            raise ValueError(f"LIF mode must be an ottt_jax.mode.Mode, got {self.mode!r}")
         object.__setattr__(self, "surrogate", get_surrogate(self.surrogate))
+
+    def with_mode(self, mode: Mode) -> LIF:
+        """Return this neuron with ``mode`` (same λ, V_th, surrogate and reset)."""
+        return self if mode == self.mode else dataclasses.replace(self, mode=mode)
 
     @classmethod
     def from_tau(cls, tau: float, **kwargs) -> LIF:
@@ -127,9 +192,17 @@ class LIF:
         return cls(decay=decay_from_tau(tau), **kwargs)
 
     def init_state(self, shape: tuple[int, ...], dtype=jnp.float32) -> LIFState:
-        """Return the zero state for a population of the given shape ``[B, ...]``."""
+        """Return the zero state for a population of the given shape ``[B, ...]``.
+
+        Args:
+          shape: ``[B, ...]``.
+          dtype: dtype of the membrane and trace.
+
+        Returns:
+          ``LIFState(v, trace)`` of zeros; ``trace`` is None unless ``mode.keeps_trace``.
+        """
         z = jnp.zeros(shape, dtype)
-        return LIFState(v=z, trace=z)
+        return LIFState(v=z, trace=z if self.mode.keeps_trace else None)
 
     def __call__(self, state: LIFState, x: Array) -> tuple[Array, LIFState]:
         """Advance one time step.
@@ -148,13 +221,19 @@ class LIF:
             raise ValueError(
                 f"LIF input x has shape {jnp.shape(x)} but the state expects {state.v.shape}"
             )
-        v_prev = jax.lax.stop_gradient(state.v) if self.online else state.v
+        detached = self.mode.detach_membrane
+        v_prev = jax.lax.stop_gradient(state.v) if detached else state.v
         v = self.decay * v_prev.astype(x.dtype) + x
-        if self.online:  # residuals: the carried v_next and 1-byte spikes (see _fire)
+        if detached:  # residuals: the carried v_next and 1-byte spikes (see _fire)
             s, v_next = _fire(self.surrogate, float(self.v_th), self.detach_reset, v)
         else:  # BPTT stacks residuals per step: one float (the surrogate slope) is cheaper
             s = self.surrogate(v - self.v_th)
             s_reset = jax.lax.stop_gradient(s) if self.detach_reset else s
             v_next = v - self.v_th * s_reset
+        v_next = v_next.astype(state.v.dtype)
+        if not self.mode.keeps_trace:
+            return s, LIFState(v=v_next, trace=None)
+        if state.trace is None:
+            raise ValueError(f"LIF in mode {self.mode} needs a state with a trace (init_state)")
         trace = update_trace(state.trace.astype(x.dtype), s, self.decay)
-        return s, LIFState(v=v_next.astype(state.v.dtype), trace=trace.astype(state.trace.dtype))
+        return s, LIFState(v=v_next, trace=trace.astype(state.trace.dtype))

@@ -16,8 +16,9 @@ their leading axis. A static input (an image shown at every step) is passed with
 * :func:`ottt_update` (OTTT_O) applies an optax update after every step (Sec. 4.1, online).
 * :func:`bptt_grad` differentiates through the whole scan (memory linear in T).
 
-For OTTT, build the step function in online mode (``LIF(online=True)`` and the spike/trace ops,
-so no gradient crosses time steps). For the BPTT baseline build it with ``online=False``.
+For OTTT, build the step function with ``mode=ottt_jax.mode.OTTT`` (detached membrane and the
+spike/trace ops, so no gradient crosses time steps). For the BPTT baseline build it with
+``mode.BPTT``. :mod:`ottt_jax.rules` names these pairings (rule + mode) and checks them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "forward",
     "ottt_grad",
     "ottt_update",
+    "step_loss",
     "three_factor_grad",
 ]
 
@@ -139,6 +141,25 @@ def _scan_inputs(inputs, num_steps):
     return None, lambda _: inputs
 
 
+def step_loss(step: StepFn, loss_fn: LossFn, targets: PyTree):
+    """Return ``f(params, state, x_t) -> (L[t], (out_t, new_state))``: one step and its loss.
+
+    Args:
+      step: ``step(params, state, x_t) -> (out_t, state)``.
+      loss_fn: ``loss_fn(out_t, targets) -> scalar``.
+      targets: passed to ``loss_fn`` at every step.
+
+    Returns:
+      The per-step loss function, in the ``has_aux`` form of ``jax.value_and_grad``.
+    """
+
+    def f(p, st, x_t):
+        out, st = step(p, st, x_t)
+        return loss_fn(out, targets), (out, st)
+
+    return f
+
+
 def forward(
     step: StepFn,
     params: PyTree,
@@ -197,12 +218,7 @@ def ottt_grad(
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = _scan_inputs(inputs, num_steps)
-
-    def step_loss(p, st, x_t):
-        out, st = step(p, st, x_t)
-        return loss_fn(out, targets), (out, st)
-
-    vg = jax.value_and_grad(step_loss, has_aux=True)
+    vg = jax.value_and_grad(step_loss(step, loss_fn, targets), has_aux=True)
 
     def body(carry, x_t):
         st, loss_sum, g_sum = carry
@@ -244,12 +260,7 @@ def ottt_update(
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = _scan_inputs(inputs, num_steps)
-
-    def step_loss(p, st, x_t):
-        out, st = step(p, st, x_t)
-        return loss_fn(out, targets), (out, st)
-
-    vg = jax.value_and_grad(step_loss, has_aux=True)
+    vg = jax.value_and_grad(step_loss(step, loss_fn, targets), has_aux=True)
 
     def body(carry, x_t):
         p, o, st, loss_sum = carry
@@ -279,20 +290,20 @@ def bptt_grad(
 ) -> OnlineResult:
     """BPTT baseline: ``jax.grad`` of ``Σ_t L[t]`` through the whole scan.
 
-    Args: as in :func:`ottt_grad`; build ``step`` with ``online=False`` for true BPTT.
+    Args: as in :func:`ottt_grad`; build ``step`` with ``mode.BPTT`` for true BPTT.
 
     Returns:
       :class:`OnlineResult`. Memory grows linearly with T (every step's residuals are kept).
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = _scan_inputs(inputs, num_steps)
+    f = step_loss(step, loss_fn, targets)
 
     def total_loss(p):
         def body(carry, x_t):
             st, loss_sum = carry
-            out, st = step(p, st, get(x_t))
-            loss = loss_fn(out, targets).astype(jnp.float32)
-            return (st, loss_sum + loss), out
+            loss, (out, st) = f(p, st, get(x_t))
+            return (st, loss_sum + loss.astype(jnp.float32)), out
 
         (st, loss), outs = lax.scan(body, (state, jnp.float32(0)), xs, length=t)
         return loss, (outs, st)

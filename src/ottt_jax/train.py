@@ -33,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 
 from ottt_jax import config as config_lib
 from ottt_jax import data as data_lib
+from ottt_jax import mode as mode_lib
 from ottt_jax.checkpoint import Checkpointer, IncompatibleCheckpointError
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.models import make_step
@@ -92,7 +93,8 @@ def build_model(cfg: config_lib.Config, *, online: bool | None = None):
     online = cfg.method != "bptt" if online is None else online
     surrogate = get_surrogate(m.surrogate, **config_lib.surrogate_kwargs(m))
     neuron = LIF(decay=m.decay, v_th=m.v_th, surrogate=surrogate)
-    common = dict(num_classes=m.num_classes, neuron=neuron, online=online)
+    mode = mode_lib.OTTT if online else mode_lib.BPTT
+    common = dict(num_classes=m.num_classes, neuron=neuron, mode=mode)
     common["dtype"] = _compute_dtype(cfg)
     if m.arch in ("vgg", "vggf"):
         return models.SpikingVGG(

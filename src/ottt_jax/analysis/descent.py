@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ottt_jax import mode as mode_lib
 from ottt_jax.analysis.rates import check_steps_decay, clamp, clamp_grad
 from ottt_jax.analysis.vgg_rates import (
     check_image_batch,
@@ -121,8 +122,8 @@ def gradient_comparison_fn(
     """Build a jitted ``fn(params, x, labels) -> dict`` comparing OTTT, BPTT and SR gradients.
 
     Args:
-      model: a :class:`~ottt_jax.models.SpikingVGG` (its ``online`` flag is overridden: OTTT uses
-        ``online=True``, BPTT ``online=False``; the parameters are the same).
+      model: a :class:`~ottt_jax.models.SpikingVGG` (its ``mode`` is overridden: OTTT uses
+        ``mode.OTTT``, BPTT ``mode.BPTT``; the parameters are the same).
       num_steps: ``T``; the static image is shown at every step.
       beta: the MSE weight of the loss (per-step ``instantaneous_loss`` for OTTT/BPTT, the same
         loss of the rate readout for SR).
@@ -142,8 +143,8 @@ def gradient_comparison_fn(
     check_steps_decay(num_steps, model.neuron.decay)
     if not 0.0 <= float(beta) <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta!r}")
-    online = model.clone(online=True)
-    offline = model.clone(online=False)
+    online = model.clone(mode=mode_lib.OTTT)
+    offline = model.clone(mode=mode_lib.BPTT)
 
     def fn(params, x, labels):
         x, labels = check_image_batch(x, labels)

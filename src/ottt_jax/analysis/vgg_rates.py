@@ -40,9 +40,9 @@ def check_vgg(model: Any) -> None:
 
 
 def _check_rates(model: SpikingVGG, rates: Any) -> None:
-    if not isinstance(rates, dict) or set(rates) != set(model.lif_names):
+    if not isinstance(rates, dict) or set(rates) != set(model.neuron_names):
         got = sorted(rates) if isinstance(rates, dict) else type(rates).__name__
-        raise ValueError(f"rates must be a dict over {list(model.lif_names)}, got {got}")
+        raise ValueError(f"rates must be a dict over {list(model.neuron_names)}, got {got}")
 
 
 def _masks(state: dict | None) -> tuple[dict, Array | None]:
@@ -67,7 +67,7 @@ def vgg_rates(model: SpikingVGG, state: dict, num_steps: int) -> dict[str, Array
     if not isinstance(state, dict) or "lif" not in state:
         raise ValueError("state must be the model state dict (with 'lif'), from init_state")
     decay = model.neuron.decay
-    return {n: weighted_rate(state["lif"][n].trace, num_steps, decay) for n in model.lif_names}
+    return {n: weighted_rate(state["lif"][n].trace, num_steps, decay) for n in model.neuron_names}
 
 
 def _pool(h: Array, n: int) -> Array:
@@ -89,7 +89,7 @@ def _conv(params: dict, name: str, features: int, h: Array, **kw) -> Array:
 
 def _last_block(model: SpikingVGG, a_last: Array, masks: dict) -> Array:
     """``pool_tail(2.74 · m · a^L)``: what feeds GAP and the feedback."""
-    return _pool(_scaled(model, model.lif_names[-1], a_last, masks), model._num_tail_pools)
+    return _pool(_scaled(model, model.neuron_names[-1], a_last, masks), model.num_tail_pools)
 
 
 def vgg_readout(
@@ -109,7 +109,7 @@ def vgg_readout(
     check_vgg(model)
     _check_rates(model, rates)
     masks, fc_mask = _masks(state)
-    h = _last_block(model, rates[model.lif_names[-1]], masks)
+    h = _last_block(model, rates[model.neuron_names[-1]], masks)
     z = jnp.mean(h, axis=(1, 2))
     if fc_mask is not None:
         z = z * fc_mask.astype(z.dtype)
@@ -135,7 +135,7 @@ def _vgg_layers(
     instead (only with ``chain=False``).
     """
     v_th = model.neuron.v_th
-    convs = model._convs()  # (param name, lif name, features, pools before), network order
+    convs = model.conv_specs()  # (param name, lif name, features, pools before), network order
     x = jnp.asarray(x, jnp.float32)
     out: dict[str, Array] = {}
     prev = None
@@ -143,7 +143,7 @@ def _vgg_layers(
         if i == 0:
             pre = _conv(params, name, feat, x)
             if model.feedback:
-                fb = _last_block(model, inputs[model.lif_names[-1]], masks)
+                fb = _last_block(model, inputs[model.neuron_names[-1]], masks)
                 fb = jnp.repeat(jnp.repeat(fb, 2**model.num_pools, 1), 2**model.num_pools, 2)
                 y = _conv(params, "fb_conv", feat, fb, weight_standardization=False)
                 pre = pre + kappa * y

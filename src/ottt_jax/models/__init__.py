@@ -4,10 +4,13 @@
   (sWS) and its feedback variant VGG-F (CIFAR-10/100, CIFAR10-DVS).
 * ``NFResNet``, ``nfresnet18/34/50`` — the normalizer-free spiking ResNets (ImageNet).
 * :func:`make_step` — turn any model into ``step(params, state, x_t) -> (out_t, state)`` for
-  :mod:`ottt_jax.online`.
+  :mod:`ottt_jax.online` and :mod:`ottt_jax.rules`; the step carries the model's ``mode``.
+* :mod:`ottt_jax.models.registry` — architectures by name (:func:`build_model`,
+  :func:`register_model`).
 
-Every model has ``init_state(batch_size, input_shape, *, key=None, train=True, dtype)`` (a plain
-method, no parameters) and ``__call__(state, x_t, *, return_stats=False)``.
+Every model follows :class:`~ottt_jax.models.common.SpikingModel`: ``mode``, ``neuron_names``,
+``init_state(batch_size, input_shape, *, key=None, train=True, dtype)`` (a plain method, no
+parameters), ``__call__(state, x_t, *, return_stats=False)`` and ``layer_sizes(input_shape)``.
 """
 
 from __future__ import annotations
@@ -17,18 +20,25 @@ from typing import Any
 
 import flax.linen as nn
 
+from ottt_jax.models.common import SpikingModel
 from ottt_jax.models.nfresnet import NFResNet, nfresnet18, nfresnet34, nfresnet50
+from ottt_jax.models.registry import build_model, get_model_entry, model_names, register_model
 from ottt_jax.models.vgg import VGG11_CFG, SpikingVGG, SpikingVGGF, vgg11, vgg11f
 
 __all__ = [
     "VGG11_CFG",
     "NFResNet",
+    "SpikingModel",
     "SpikingVGG",
     "SpikingVGGF",
+    "build_model",
+    "get_model_entry",
     "make_step",
+    "model_names",
     "nfresnet18",
     "nfresnet34",
     "nfresnet50",
+    "register_model",
     "vgg11",
     "vgg11f",
 ]
@@ -40,11 +50,13 @@ def make_step(model: nn.Module, return_stats: bool = False) -> Callable[[Any, An
     Args:
       model: a model of this package (or any module called as ``model(state, x_t, ...)``).
       return_stats: make the step return ``((logits, stats), state)``, stats being
-        ``{lif_name: spikes per sample [B]}``.
+        ``{neuron_name: spikes per sample [B]}``.
 
     Returns:
       ``step(params, state, x_t) -> (out_t, new_state)`` that runs
-      ``model.apply({'params': params}, state, x_t, return_stats=return_stats)``.
+      ``model.apply({'params': params}, state, x_t, return_stats=return_stats)``. Its ``mode``
+      attribute is the model's (None when the model has none); :meth:`ottt_jax.rules.Rule.apply`
+      refuses a step whose mode is not the rule's.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a flax.linen Module, got {type(model).__name__}")
@@ -52,4 +64,5 @@ def make_step(model: nn.Module, return_stats: bool = False) -> Callable[[Any, An
     def step(params: Any, state: Any, x_t: Any):
         return model.apply({"params": params}, state, x_t, return_stats=return_stats)
 
+    step.mode = getattr(model, "mode", None)
     return step

@@ -17,8 +17,8 @@ Structure (the authors' ``online_spiking_nfresnet*``; see ``official_implementat
   ``Linear`` (``fc``) whose kernel starts at zero. Its input is real-valued, not spikes, so it
   is an ordinary layer, never under the trace rule.
 
-Every conv fed by spikes uses the spike-forward / trace-gradient rule in online mode (OTTT) and
-is an ordinary conv in BPTT mode (``online=False``).
+Every conv fed by spikes is passed its presynaptic trace and asks the model's ``mode``: the
+spike-forward / trace-gradient rule under ``mode.OTTT``, an ordinary conv under ``mode.BPTT``.
 
 **β and α** (signal propagation of NF-ResNets, Brock et al. 2021): the expected variance of the
 stream starts at 1; each block divides its input by ``β = sqrt(expected variance)`` and adds
@@ -47,7 +47,6 @@ drawn in :meth:`init_state` and fixed for the sequence (kept units scaled by ``1
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -57,7 +56,18 @@ import jax
 import jax.numpy as jnp
 
 from ottt_jax.layers import SPIKE_SCALE, Conv, Linear, avg_pool
-from ottt_jax.neuron import LIF, LIFState
+from ottt_jax.mode import OTTT, Mode
+from ottt_jax.models.common import (
+    check_input_shape,
+    check_mode,
+    check_positive_int,
+    check_rate,
+    conv_coverage,
+    dropout_mask,
+    map_trace,
+    spikes_per_sample,
+)
+from ottt_jax.neuron import LIF, Neuron, check_neuron
 
 Array = jax.Array
 
@@ -107,10 +117,6 @@ def _out_size(n: int, stride: int) -> int:
     return (n - 1) // stride + 1
 
 
-def _spikes_per_sample(s: Array) -> Array:
-    return jnp.sum(s.astype(jnp.float32), axis=tuple(range(1, s.ndim)))
-
-
 class NFBlock(nn.Module):
     """One pre-activation spiking NF-ResNet block (BasicBlock or Bottleneck), one time step.
 
@@ -123,8 +129,8 @@ class NFBlock(nn.Module):
       has_downsample: use a 1×1 sWS conv shortcut on ``h``.
       beta: input divisor β.
       alpha: residual scale α.
-      neuron: the LIF neuron (its ``online`` flag already set by the parent).
-      online: apply the trace rule to every conv (OTTT); else ordinary convs (BPTT).
+      neuron: the neuron (any :class:`~ottt_jax.neuron.Neuron`, already in ``mode``).
+      mode: passed to every conv, which decides its weight-gradient rule from it.
       dtype: compute dtype.
     """
 
@@ -135,8 +141,8 @@ class NFBlock(nn.Module):
     has_downsample: bool
     beta: float
     alpha: float
-    neuron: LIF = LIF()
-    online: bool = True
+    neuron: Neuron = LIF()
+    mode: Mode = OTTT
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -159,12 +165,12 @@ class NFBlock(nn.Module):
         def fire(key: str, inp: Array) -> tuple[Array, Array | None]:
             s, st = self.neuron(state[key], inp)
             new_state[key] = st
-            stats[key] = _spikes_per_sample(s)
-            tr = st.trace.astype(dt) * SPIKE_SCALE if self.online else None
+            stats[key] = spikes_per_sample(s)
+            tr = map_trace(lambda t: t.astype(dt) * SPIKE_SCALE, st.trace)
             return s.astype(dt) * SPIKE_SCALE, tr
 
         def conv(name: str, k: int, stride: int, features: int):
-            return Conv(features, k, stride, (k - 1) // 2, dtype=dt, name=name)
+            return Conv(features, k, stride, (k - 1) // 2, dtype=dt, mode=self.mode, name=name)
 
         h, h_tr = fire("sn1", x / self.beta)
         if self.has_downsample:
@@ -195,8 +201,8 @@ class NFResNet(nn.Module):
         ``base_planes · 2**s`` planes and stride 2 except the first.
       block: ``'basic'`` or ``'bottleneck'``.
       num_classes: K.
-      neuron: the LIF neuron; its ``online`` flag is replaced by ``online``.
-      online: OTTT (True) or the BPTT baseline (False).
+      neuron: any :class:`~ottt_jax.neuron.Neuron`; it runs as ``neuron.with_mode(mode)``.
+      mode: the :class:`~ottt_jax.mode.Mode` of the training rule (``OTTT``, ``BPTT``, ...).
       dtype: compute dtype (parameters stay float32).
       alpha: α, the residual-branch scale (0.2).
       stochastic_depth: drop rate p in [0, 1) of the residual branches (0 disables).
@@ -209,8 +215,8 @@ class NFResNet(nn.Module):
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
     block: str = "basic"
     num_classes: int = 1000
-    neuron: LIF = LIF()
-    online: bool = True
+    neuron: Neuron = LIF()
+    mode: Mode = OTTT
     dtype: Any = jnp.float32
     alpha: float = 0.2
     stochastic_depth: float = 0.0
@@ -233,13 +239,9 @@ class NFResNet(nn.Module):
         if self.block not in _EXPANSION:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
         for field in ("num_classes", "base_planes"):
-            v = getattr(self, field)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{field} must be an int >= 1, got {v!r}")
+            check_positive_int(field, getattr(self, field))
         for field in ("stochastic_depth", "fc_dropout"):
-            v = getattr(self, field)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
-                raise ValueError(f"{field} must be a rate in [0, 1), got {v!r}")
+            check_rate(field, getattr(self, field))
         if self.stochastic_depth_schedule not in _SD_SCHEDULES:
             raise ValueError(
                 f"stochastic_depth_schedule must be one of {_SD_SCHEDULES}, "
@@ -248,8 +250,8 @@ class NFResNet(nn.Module):
         a = self.alpha
         if not isinstance(a, (int, float)) or isinstance(a, bool) or not math.isfinite(a):
             raise ValueError(f"alpha must be a finite number, got {a!r}")
-        if not isinstance(self.neuron, LIF):
-            raise ValueError(f"neuron must be an ottt_jax.neuron.LIF, got {self.neuron!r}")
+        check_neuron(self.neuron)
+        check_mode(self.mode)
         super().__post_init__()
 
     # ------------------------------------------------------------------------------------------
@@ -305,6 +307,48 @@ class NFResNet(nn.Module):
         """Channels of the final stream (the input size of ``fc``)."""
         return self.block_specs()[-1].out_features
 
+    @property
+    def neuron_names(self) -> tuple[str, ...]:
+        """The neuron layer names ``'{block}/sn{i}'`` in network order (stats, layer sizes)."""
+        n = 2 if self.block == "basic" else 3
+        return tuple(f"{b.name}/sn{i}" for b in self.block_specs() for i in range(1, n + 1))
+
+    def layer_sizes(self, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, float]]:
+        """Return ``{neuron_name: (num_neurons, fan_out)}`` for the SOP count (no parameters).
+
+        Args:
+          input_shape: ``(H, W, C)`` of one frame.
+
+        Returns:
+          ``num_neurons = H_l·W_l·C_l``; ``fan_out`` the mean exact number of synapses one spike
+          reaches: the convs the layer feeds (``sn1``: ``conv1`` and the downsample when there is
+          one; ``sn2``/``sn3``: the next conv of the branch), each a ``k×k`` conv with stride and
+          ``(k − 1)/2`` zero padding counted border-exact (padding has no synapses; a stride-2
+          1×1 conv reads only every other position). The stream, the stem and ``fc`` read
+          real values, not spikes, and are not counted.
+        """
+        out = {}
+        for b, shapes in self._neuron_shapes(check_input_shape(input_shape)):
+            if b.kind == "basic":
+                reads = {"sn1": [(3, b.stride, b.planes)], "sn2": [(3, 1, b.out_features)]}
+            else:
+                reads = {
+                    "sn1": [(1, 1, b.planes)],
+                    "sn2": [(3, b.stride, b.planes)],
+                    "sn3": [(1, 1, b.out_features)],
+                }
+            if b.has_downsample:
+                reads["sn1"].append((1, b.stride, b.out_features))
+            for key, (h, w, c) in shapes.items():
+                syn = sum(
+                    c_out
+                    * conv_coverage(h, k, s, (k - 1) // 2).sum()
+                    * conv_coverage(w, k, s, (k - 1) // 2).sum()
+                    for k, s, c_out in reads[key]
+                )
+                out[f"{b.name}/{key}"] = (h * w * c, float(syn / (h * w)))
+        return out
+
     def _neuron_shapes(self, input_shape: tuple[int, int, int]) -> list[tuple[BlockSpec, dict]]:
         h, w = input_shape[0], input_shape[1]
         h, w = _out_size(_out_size(h, 2), 2), _out_size(_out_size(w, 2), 2)  # stem conv, pool
@@ -349,15 +393,9 @@ class NFResNet(nn.Module):
           'fc_mask': [B, num_features]}``. ``keep`` is 1 (block kept) or 0 (residual branch
           dropped for the whole sequence); ``fc_mask`` is 0 or ``1/(1−p)``.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if (
-            not isinstance(input_shape, Sequence)
-            or len(input_shape) != 3
-            or not all(isinstance(n, int) and n >= 1 for n in input_shape)
-        ):
-            raise ValueError(f"input_shape must be (H, W, C) positive ints, got {input_shape!r}")
-        specs = self._neuron_shapes(tuple(input_shape))
+        check_positive_int("batch_size", batch_size)
+        specs = self._neuron_shapes(check_input_shape(input_shape))
+        neuron = self.neuron.with_mode(self.mode)
         random = train and (self.stochastic_depth > 0 or self.fc_dropout > 0)
         if random and key is None:
             raise ValueError(
@@ -371,19 +409,16 @@ class NFResNet(nn.Module):
         for i, (b, shapes) in enumerate(specs):
             st: dict = {}
             for k, shape in shapes.items():
-                z = jnp.zeros((batch_size, *shape), dtype)
-                st[k] = LIFState(v=z, trace=z)
+                st[k] = neuron.init_state((batch_size, *shape), dtype)
             if random and b.drop_rate > 0:
-                keep = jax.random.bernoulli(block_keys[i], 1.0 - b.drop_rate, (batch_size,))
-                st["keep"] = keep.astype(dtype)
+                keep = dropout_mask(block_keys[i], b.drop_rate, (batch_size,), dtype, scale=False)
+                st["keep"] = keep
             else:
                 st["keep"] = jnp.ones((batch_size,), dtype)
             state[b.name] = st
         n_feat = specs[-1][0].out_features
         if random and self.fc_dropout > 0:
-            p = self.fc_dropout
-            mask = jax.random.bernoulli(k_fc, 1.0 - p, (batch_size, n_feat))
-            state["fc_mask"] = (mask.astype(jnp.float32) / (1.0 - p)).astype(dtype)
+            state["fc_mask"] = dropout_mask(k_fc, self.fc_dropout, (batch_size, n_feat), dtype)
         else:
             state["fc_mask"] = jnp.ones((batch_size, n_feat), dtype)
         return state
@@ -414,9 +449,9 @@ class NFResNet(nn.Module):
             raise ValueError(
                 f"state must come from this model's init_state (keys {want}); got {got}"
             )
-        neuron = dataclasses.replace(self.neuron, online=self.online)
+        neuron = self.neuron.with_mode(self.mode)
         dt = self.dtype
-        x = Conv(self.base_planes, 7, 2, 3, dtype=dt, name="conv1")(x)
+        x = Conv(self.base_planes, 7, 2, 3, dtype=dt, mode=self.mode, name="conv1")(x)
         x = avg_pool(x, 3, 2, 1)
         new_state, stats = {}, {}
         for b in specs:
@@ -429,7 +464,7 @@ class NFResNet(nn.Module):
                 beta=b.beta,
                 alpha=b.alpha,
                 neuron=neuron,
-                online=self.online,
+                mode=self.mode,
                 dtype=dt,
                 name=b.name,
             )(state[b.name], x)

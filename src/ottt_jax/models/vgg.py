@@ -9,20 +9,20 @@ Every ``C3`` is a 3×3 sWS conv with padding 1, then a LIF neuron, then ``Scale(
 a plain ``Linear(C, K)`` (N(0, 0.01²) init, no sWS, no neuron). ``out_t`` is step ``t``'s logits and
 the prediction is ``argmax Σ_t out_t``.
 
-Gradient rule (online mode, OTTT): every weighted layer fed by spikes (every conv but the first, the
+Gradient rule (``mode=OTTT``): every weighted layer fed by spikes (every conv but the first, the
 classifier, VGG-F's feedback conv) runs forward on the scaled spikes and takes its weight gradient
 at the scaled (and pooled) presynaptic trace; the first conv sees the image with ordinary gradients.
-``online=False`` gives the BPTT baseline (ordinary layers, membrane gradients through time) with the
-same parameter tree.
+``mode=BPTT`` gives the BPTT baseline (ordinary layers, membrane gradients through time) with the
+same parameter tree. The layers decide from the mode; the model passes every trace.
 
 Parameter paths follow the official PyTorch names (``features.3.op.weight`` ->
-``params['features_3']['kernel']``); the LIF layers are named ``lif01, lif02, ...`` in network order
-(state, statistics and :meth:`SpikingVGG.layer_sizes` share these names and sort in network order).
+``params['features_3']['kernel']``); the neuron layers are named ``lif01, lif02, ...`` in network
+order (:attr:`SpikingVGG.neuron_names`; state, statistics and :meth:`SpikingVGG.layer_sizes` share
+these names and sort in network order).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -31,7 +31,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from ottt_jax.layers import SPIKE_SCALE, Conv, Linear, avg_pool
-from ottt_jax.neuron import LIF
+from ottt_jax.mode import OTTT, Mode
+from ottt_jax.models.common import (
+    check_input_shape,
+    check_mode,
+    check_positive_int,
+    check_rate,
+    conv_coverage,
+    dropout_mask,
+    map_trace,
+    spikes_per_sample,
+    upsample,
+)
+from ottt_jax.neuron import LIF, Neuron, check_neuron
 
 Array = jax.Array
 
@@ -60,26 +72,6 @@ def _check_cfg(cfg: Any) -> tuple:
     return tuple(v if isinstance(v, str) else int(v) for v in cfg)
 
 
-def _check_rate(name: str, p: Any) -> None:
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1), got {p!r}")
-
-
-def _upsample(x: Array, factor: int) -> Array:
-    """Nearest-neighbour upsampling of an NHWC array by an integer factor."""
-    if factor == 1:
-        return x
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
-
-
-def _conv_coverage(n: int, k: int = 3, pad: int = 1) -> np.ndarray:
-    """Per input index, the number of output positions of a stride-1 conv reading it (one axis)."""
-    n_out = n + 2 * pad - k + 1
-    out = np.arange(n_out)[:, None]
-    i = np.arange(n)[None, :]
-    return ((i >= out - pad) & (i <= out - pad + k - 1)).sum(0)
-
-
 def _pool_map(n: int, pools: int) -> tuple[np.ndarray, np.ndarray]:
     """Map each index of an axis of size n through ``pools`` 2×2 floor pools: (index, kept)."""
     idx = np.arange(n)
@@ -96,10 +88,11 @@ class SpikingVGG(nn.Module):
     Attributes:
       cfg: conv widths (ints) and ``'M'`` (2×2 average pool), starting with a conv. Default VGG-11.
       num_classes: ``K``, the classifier's outputs.
-      neuron: the LIF neuron (decay λ, V_th, surrogate); its ``online`` flag is replaced by
-        ``online``.
-      online: True for OTTT (detached membrane, spike-forward / trace-gradient layers); False for
-        the BPTT baseline (ordinary layers). Same parameters either way.
+      neuron: any :class:`~ottt_jax.neuron.Neuron` (default the paper's LIF); it runs with
+        ``neuron.with_mode(mode)``.
+      mode: the :class:`~ottt_jax.mode.Mode` of the rule that trains the model: ``OTTT``
+        (detached membrane, spike-forward / trace-gradient layers), ``BPTT`` (ordinary layers) or
+        ``SLTT``. Same parameters in every mode.
       dtype: compute dtype (parameters stay float32).
       feedback: VGG-F. The first conv becomes ``conv1`` and at ``t ≥ 1`` the network input is
         ``conv1(x_t) + fb_conv(upsample(F_{t−1}))``, ``F`` being the last feature block's scaled
@@ -114,8 +107,8 @@ class SpikingVGG(nn.Module):
 
     cfg: tuple = VGG11_CFG
     num_classes: int = 10
-    neuron: LIF = LIF()
-    online: bool = True
+    neuron: Neuron = LIF()
+    mode: Mode = OTTT
     dtype: Any = jnp.float32
     feedback: bool = False
     neuron_dropout: float = 0.0
@@ -123,21 +116,19 @@ class SpikingVGG(nn.Module):
 
     def __post_init__(self):
         object.__setattr__(self, "cfg", _check_cfg(self.cfg))
-        k = self.num_classes
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"num_classes must be a positive int, got {k!r}")
-        if not isinstance(self.neuron, LIF):
-            raise ValueError(f"neuron must be an ottt_jax.LIF, got {type(self.neuron).__name__}")
-        _check_rate("neuron_dropout", self.neuron_dropout)
-        _check_rate("fc_dropout", self.fc_dropout)
+        check_positive_int("num_classes", self.num_classes)
+        check_neuron(self.neuron)
+        check_mode(self.mode)
+        check_rate("neuron_dropout", self.neuron_dropout)
+        check_rate("fc_dropout", self.fc_dropout)
         super().__post_init__()
 
     # -----------------------------------------------------------------------------------------
     # Static structure (no parameters needed).
     # -----------------------------------------------------------------------------------------
 
-    def _convs(self) -> list[tuple[str, str, int, int]]:
-        """Return ``(param_name, lif_name, features, pools_before)`` per conv in network order.
+    def conv_specs(self) -> list[tuple[str, str, int, int]]:
+        """Return ``(param_name, neuron_name, features, pools_before)`` per conv in network order.
 
         Official indices: a conv entry holds 3 modules (conv, LIF, Scale) and ``'M'`` one; VGG-F
         takes the first conv out as ``conv1``, so its later indices are one less.
@@ -162,26 +153,20 @@ class SpikingVGG(nn.Module):
         return sum(v == "M" for v in self.cfg)
 
     @property
-    def _num_tail_pools(self) -> int:
+    def num_tail_pools(self) -> int:
         """The number of ``'M'`` after the last conv (applied before GAP and the feedback)."""
         return len(self.cfg) - 1 - max(i for i, v in enumerate(self.cfg) if v != "M")
 
     @property
-    def lif_names(self) -> tuple[str, ...]:
-        """The LIF layer names in network order (keys of the state, stats and layer sizes)."""
-        return tuple(c[1] for c in self._convs())
+    def neuron_names(self) -> tuple[str, ...]:
+        """The neuron layer names in network order (keys of the state, stats and layer sizes)."""
+        return tuple(c[1] for c in self.conv_specs())
 
     def _lif_shapes(self, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
         """Return ``{lif_name: (H, W, C)}`` and validate ``input_shape``."""
-        if (
-            not isinstance(input_shape, (tuple, list))
-            or len(input_shape) != 3
-            or not all(isinstance(d, (int, np.integer)) and d > 0 for d in input_shape)
-        ):
-            raise ValueError(f"input_shape must be (H, W, C) positive ints, got {input_shape!r}")
-        h, w, _ = (int(d) for d in input_shape)
+        h, w, _ = check_input_shape(input_shape)
         shapes = {}
-        for _, lif, feat, pools in self._convs():
+        for _, lif, feat, pools in self.conv_specs():
             for _ in range(pools):
                 if h < 2 or w < 2:
                     raise ValueError(
@@ -190,7 +175,7 @@ class SpikingVGG(nn.Module):
                     )
                 h, w = h // 2, w // 2
             shapes[lif] = (h, w, feat)
-        for _ in range(self._num_tail_pools):
+        for _ in range(self.num_tail_pools):
             if h < 2 or w < 2:
                 raise ValueError(
                     f"input_shape {tuple(input_shape)} is too small for cfg {self.cfg}: a 2x2 "
@@ -209,8 +194,8 @@ class SpikingVGG(nn.Module):
     def _feature_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """Shape ``(h, w, C)`` of the last feature block's output (after trailing pools)."""
         shapes = self._lif_shapes(input_shape)
-        h, w, c = shapes[self.lif_names[-1]]
-        n_tail = self._num_tail_pools
+        h, w, c = shapes[self.neuron_names[-1]]
+        n_tail = self.num_tail_pools
         return h // 2**n_tail, w // 2**n_tail, c
 
     def init_state(
@@ -239,8 +224,7 @@ class SpikingVGG(nn.Module):
           {'spikes', 'trace'}`` (``[B, h, w, C]``, the previous step's scaled last-block output)
           and ``'step'`` (int32 scalar, 0 at the first step: no feedback then).
         """
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         shapes = self._lif_shapes(input_shape)
         state: dict[str, Any] = {
             "lif": {n: self.neuron.init_state((batch_size, *s), dtype) for n, s in shapes.items()}
@@ -257,16 +241,15 @@ class SpikingVGG(nn.Module):
         if use_nd:
             p = self.neuron_dropout
             state["neuron_mask"] = {
-                n: jax.random.bernoulli(k, 1.0 - p, (batch_size, *s)).astype(dtype) / (1.0 - p)
+                n: dropout_mask(k, p, (batch_size, *s), dtype)
                 for k, (n, s) in zip(keys[:-1], shapes.items())
             }
         if use_fc:
-            p, c = self.fc_dropout, self._convs()[-1][2]
-            keep = jax.random.bernoulli(keys[-1], 1.0 - p, (batch_size, c))
-            state["fc_mask"] = keep.astype(dtype) / (1.0 - p)
+            c = self.conv_specs()[-1][2]
+            state["fc_mask"] = dropout_mask(keys[-1], self.fc_dropout, (batch_size, c), dtype)
         if self.feedback:
             z = jnp.zeros((batch_size, *self._feature_shape(input_shape)), dtype)
-            state["feedback"] = {"spikes": z, "trace": z}
+            state["feedback"] = {"spikes": z, "trace": z if self.mode.keeps_trace else None}
             state["step"] = jnp.zeros((), jnp.int32)
         return state
 
@@ -296,16 +279,16 @@ class SpikingVGG(nn.Module):
           equally often, else off only by the border/cropping non-uniformity.
         """
         shapes = self._lif_shapes(input_shape)
-        convs = self._convs()
-        n_tail = self._num_tail_pools
+        convs = self.conv_specs()
+        n_tail = self.num_tail_pools
         out = {}
         for j, (_, lif, _, _) in enumerate(convs):
             h, w, c = shapes[lif]
             if j + 1 < len(convs):
                 _, nxt_lif, c_next, pools = convs[j + 1]
                 h2, w2, _ = shapes[nxt_lif]
-                rows = self._axis_fan(h, pools, _conv_coverage(h2))
-                cols = self._axis_fan(w, pools, _conv_coverage(w2))
+                rows = self._axis_fan(h, pools, conv_coverage(h2))
+                cols = self._axis_fan(w, pools, conv_coverage(w2))
                 fan = c_next * rows.sum() * cols.sum() / (h * w)
             else:
                 rows = self._axis_fan(h, n_tail, np.ones(h // 2**n_tail, int))
@@ -314,8 +297,8 @@ class SpikingVGG(nn.Module):
                 if self.feedback:
                     s = 2**self.num_pools
                     h0, w0 = int(input_shape[0]), int(input_shape[1])
-                    cov_r = _conv_coverage(h0).reshape(-1, s).sum(1)  # per F row: its s×s block
-                    cov_c = _conv_coverage(w0).reshape(-1, s).sum(1)
+                    cov_r = conv_coverage(h0).reshape(-1, s).sum(1)  # per F row: its s×s block
+                    cov_c = conv_coverage(w0).reshape(-1, s).sum(1)
                     rows = self._axis_fan(h, n_tail, cov_r)
                     cols = self._axis_fan(w, n_tail, cov_c)
                     fan += convs[0][2] * rows.sum() * cols.sum() / (h * w)
@@ -334,10 +317,10 @@ class SpikingVGG(nn.Module):
     def _check_inputs(self, state: dict, x: Array) -> None:
         if not isinstance(state, dict) or "lif" not in state:
             raise ValueError("state must be the dict returned by init_state (missing 'lif')")
-        if set(state["lif"]) != set(self.lif_names):
+        if set(state["lif"]) != set(self.neuron_names):
             raise ValueError(
-                f"state['lif'] has layers {sorted(state['lif'])}, expected {list(self.lif_names)}"
-                f" for cfg {self.cfg}"
+                f"state['lif'] has layers {sorted(state['lif'])}, expected "
+                f"{list(self.neuron_names)} for cfg {self.cfg}"
             )
         if self.feedback and ("feedback" not in state or "step" not in state):
             raise ValueError("state lacks 'feedback'/'step': build it with this VGG-F's init_state")
@@ -345,13 +328,13 @@ class SpikingVGG(nn.Module):
             raise ValueError(f"x must be one frame batch [B, H, W, C] (NHWC), got shape {x.shape}")
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise ValueError(f"x must be floating point, got dtype {x.dtype}")
-        v0 = state["lif"][self.lif_names[0]].v
+        v0 = state["lif"][self.neuron_names[0]].v
         if tuple(x.shape[:3]) != tuple(v0.shape[:3]):
             raise ValueError(
                 f"x has batch/spatial shape {tuple(x.shape[:3])} but the state was built for "
                 f"{tuple(v0.shape[:3])} ([B, H, W]); call init_state with the input's shape"
             )
-        first = self._convs()[0][0]
+        first = self.conv_specs()[0][0]
         if not self.is_initializing() and self.has_variable("params", first):
             c_in = self.variables["params"][first]["kernel"].shape[2]
             if x.shape[-1] != c_in:
@@ -378,8 +361,8 @@ class SpikingVGG(nn.Module):
         ``A``; then ``logits = Linear(mean_hw(S)·m_fc, trace=mean_hw(A)·m_fc)``.
         """
         self._check_inputs(state, x)
-        neuron = dataclasses.replace(self.neuron, online=self.online)
-        convs = self._convs()
+        neuron = self.neuron.with_mode(self.mode)
+        convs = self.conv_specs()
         masks = state.get("neuron_mask", {})
         new_lif, stats = {}, {}
         s = a = None
@@ -387,25 +370,26 @@ class SpikingVGG(nn.Module):
         ci = 0
         for v in self.cfg:
             if v == "M":
-                s, a = avg_pool(s), avg_pool(a)
+                s, a = avg_pool(s), map_trace(avg_pool, a)
                 continue
             name, lif, feat, _ = convs[ci]
-            conv = Conv(feat, name=name, dtype=self.dtype)
+            conv = Conv(feat, name=name, dtype=self.dtype, mode=self.mode)
             if ci == 0:
                 u = conv(x)
                 if self.feedback:
                     u = u + self._feedback(state, feat)
             else:
-                u = conv(s, trace=a if self.online else None, trace_scale=a_scale)
+                u = conv(s, trace=a, trace_scale=a_scale)
             spikes, st = neuron(state["lif"][lif], u)
             new_lif[lif] = st
-            s, a = spikes, st.trace.astype(spikes.dtype)
+            dt = spikes.dtype
+            s, a = spikes, map_trace(lambda t, dt=dt: t.astype(dt), st.trace)
             if lif in masks:  # the authors' neuron dropout acts on the emitted spikes
                 m = masks[lif].astype(s.dtype)
-                s, a = s * m, a * m
+                s, a = s * m, map_trace(lambda t, m=m: t * m, a)
             if return_stats:
                 sent = spikes * (masks[lif] > 0) if lif in masks else spikes
-                stats[lif] = jnp.sum(sent, axis=(1, 2, 3), dtype=jnp.float32)
+                stats[lif] = spikes_per_sample(sent)
             # Scale(2.74): the spikes are scaled here; the trace's scale is carried as a constant
             # (a_scale) into the trace-rule ops, so their backward keeps the LIF's own trace
             # buffer (already in the scan carry) instead of a scaled copy.
@@ -415,17 +399,17 @@ class SpikingVGG(nn.Module):
         if self.feedback:
             new_state["feedback"] = {
                 "spikes": jax.lax.stop_gradient(s).astype(state["feedback"]["spikes"].dtype),
-                "trace": jax.lax.stop_gradient(a * a_scale).astype(
-                    state["feedback"]["trace"].dtype
+                "trace": map_trace(
+                    lambda t: jax.lax.stop_gradient(t * a_scale).astype(t.dtype), a
                 ),
             }
             new_state["step"] = state["step"] + 1
-        z, za = jnp.mean(s, axis=(1, 2)), jnp.mean(a, axis=(1, 2))
+        z, za = jnp.mean(s, axis=(1, 2)), map_trace(lambda t: jnp.mean(t, axis=(1, 2)), a)
         if "fc_mask" in state:
             m = state["fc_mask"].astype(z.dtype)
-            z, za = z * m, za * m
-        logits = Linear(self.num_classes, name="classifier_0", dtype=self.dtype)(
-            z, trace=za if self.online else None, trace_scale=a_scale
+            z, za = z * m, map_trace(lambda t: t * m, za)
+        logits = Linear(self.num_classes, name="classifier_0", dtype=self.dtype, mode=self.mode)(
+            z, trace=za, trace_scale=a_scale
         )
         if return_stats:
             return (logits, stats), new_state
@@ -435,16 +419,17 @@ class SpikingVGG(nn.Module):
         """Return ``fb_conv(upsample(F_{t−1}))``, zero at the first step of a sequence."""
         fb = state["feedback"]
         f = 2**self.num_pools
-        up_s = _upsample(fb["spikes"].astype(self.dtype), f)
-        up_a = _upsample(fb["trace"].astype(self.dtype), f)
+        up_s = upsample(fb["spikes"].astype(self.dtype), f)
+        up_a = map_trace(lambda t: upsample(t.astype(self.dtype), f), fb["trace"])
         fb_conv = Conv(
             features,
             weight_standardization=False,
             kernel_init=nn.initializers.zeros,
             name="fb_conv",
             dtype=self.dtype,
+            mode=self.mode,
         )
-        y = fb_conv(up_s, trace=up_a if self.online else None)
+        y = fb_conv(up_s, trace=up_a)
         return y * (state["step"] > 0).astype(y.dtype)
 
 
@@ -459,7 +444,7 @@ def vgg11(num_classes: int = 10, **kwargs: Any) -> SpikingVGG:
 
     Args:
       num_classes: ``K``.
-      **kwargs: other :class:`SpikingVGG` fields (``neuron``, ``online``, ``dtype``,
+      **kwargs: other :class:`SpikingVGG` fields (``neuron``, ``mode``, ``dtype``,
         ``neuron_dropout`` — 0.1 for CIFAR10-DVS —, ``fc_dropout``). The input channels (3 or 2
         for DVS) come from the input at init.
 
