@@ -1,5 +1,7 @@
 """Tests of ottt_jax.layers: sWS formula, initializers, avg pooling, the trace rule through sWS."""
 
+import math
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 from ottt_jax.layers import SPIKE_SCALE, Conv, Linear, avg_pool, standardize_weight
+from ottt_jax.mode import BPTT, OTTT, SLTT
 
 
 def rkey(seed):
@@ -29,10 +32,9 @@ def _np_sws(kernel, gain, eps=1e-4):
 
 
 def test_spike_scale_constant():
-    # 1/sqrt(p(1−p)) with p = P(N(0,1) > 1) = 0.158655...
-    p = 0.15865525393145707
-    assert SPIKE_SCALE == 2.74
-    assert abs(1 / np.sqrt(p * (1 - p)) - SPIKE_SCALE) < 0.005
+    # its definition: 1/sqrt(p(1−p)), p = P(N(0,1) > 1) = erfc(1/√2)/2, to 2 decimals
+    p = 0.5 * math.erfc(1 / math.sqrt(2))
+    assert SPIKE_SCALE == round(1 / math.sqrt(p * (1 - p)), 2)
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 4, 5), (7, 6)])
@@ -157,3 +159,26 @@ def test_trace_rule_through_sws_conv_and_linear():
     )
     _check_trace_rule(Linear(3, weight_standardization=True), s2, t2, g2)
     _check_trace_rule(Linear(3), s2, t2, g2)
+
+
+def _weight_grads(layer, x, trace, g, modes):
+    """Return {mode: ∇params <layer(x, trace), g>} plus {None: the gradient without a trace}."""
+    params = layer(4).init(rkey(3), x)["params"]
+
+    def grad(m, tr):
+        return jax.grad(lambda p: jnp.vdot(layer(4, mode=m).apply({"params": p}, x, tr), g))(params)
+
+    return {**{m: grad(m, trace) for m in modes}, None: grad(OTTT, None)}
+
+
+@pytest.mark.parametrize("mode", [BPTT, SLTT], ids=["bptt", "sltt"])
+def test_layers_fed_a_trace_take_the_ordinary_gradient_unless_the_mode_says_trace(mode):
+    k1, k2, k3 = jax.random.split(rkey(6), 3)
+    spikes = jax.random.bernoulli(k1, 0.3, (2, 5, 5, 3)).astype(jnp.float32)
+    trace = spikes + jax.random.uniform(k2, spikes.shape)
+    g = jax.random.normal(k3, (2, 5, 5, 4))
+    flat = (spikes.reshape(2, -1), trace.reshape(2, -1), g.reshape(2, -1)[:, :4])
+    for layer, args in ((Conv, (spikes, trace, g)), (Linear, flat)):
+        grads = _weight_grads(layer, *args, (OTTT, mode))
+        chex.assert_trees_all_close(grads[mode], grads[None], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(grads[OTTT]["kernel"], grads[None]["kernel"], rtol=1e-3)
