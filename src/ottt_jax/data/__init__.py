@@ -22,6 +22,7 @@ from ottt_jax.data.catalog import (
     register_dataset,
     resolve_num_frames,
     tfds_image_dataset,
+    unregister_dataset,
 )
 from ottt_jax.data.pipeline import Loader, make_loader, shard_bounds, steps_per_epoch
 from ottt_jax.data.sources import (
@@ -53,4 +54,5 @@ __all__ = [
     "shard_bounds",
     "steps_per_epoch",
     "tfds_image_dataset",
+    "unregister_dataset",
 ]

@@ -43,6 +43,7 @@ from ottt_jax.data import augment
 __all__ = [
     "SPLITS",
     "ArraySource",
+    "ArraySplits",
     "DatasetInfo",
     "DatasetNotPreparedError",
     "DatasetSpec",
@@ -56,6 +57,7 @@ __all__ = [
     "register_dataset",
     "resolve_num_frames",
     "tfds_image_dataset",
+    "unregister_dataset",
 ]
 
 #: The split names every dataset offers (ImageNet's ``test`` is its validation set).
@@ -245,6 +247,16 @@ def register_dataset(spec: DatasetSpec, overwrite: bool = False) -> DatasetSpec:
     return spec
 
 
+def unregister_dataset(name: str) -> None:
+    """Remove a dataset from the catalog (e.g. one a test registered).
+
+    Raises:
+      ValueError: unknown name (the message lists the registered names).
+    """
+    get_dataset(name)
+    del _CATALOG[name]
+
+
 def dataset_names() -> tuple[str, ...]:
     """Return the registered dataset names, in registration order (built-ins first)."""
     return tuple(_CATALOG)
@@ -363,6 +375,19 @@ class ArraySource:
         return {"image": self._images[index], "label": self._labels[index]}
 
 
+@dataclasses.dataclass(frozen=True)
+class ArraySplits:
+    """Open a split of an in-memory dataset: ``ArraySplits(train=src, test=src)(split, ...)``."""
+
+    train: ArraySource
+    test: ArraySource
+
+    def __call__(self, split: str, data_dir: str | None, num_frames: int | None) -> ArraySource:
+        """Return the source of ``split``; ``data_dir`` and ``num_frames`` are unused."""
+        check_split(split)
+        return self.train if split == "train" else self.test
+
+
 def _open_digits(split: str, data_dir: str | None, num_frames: int | None) -> Any:
     from ottt_jax.data.digits import DigitsSource
 
@@ -476,23 +501,23 @@ def numpy_dataset(
     Returns:
       The spec.
     """
-    sources = {}
+    arrays = {}
     for split, pair in (("train", train), ("test", test)):
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise ValueError(f"{split} must be a pair (images, labels)")
-        sources[split] = ArraySource(*pair)
-    x_train = sources["train"]._images
+        arrays[split] = (np.asarray(pair[0]), np.asarray(pair[1]))
+    splits = ArraySplits(ArraySource(*arrays["train"]), ArraySource(*arrays["test"]))
+    x_train, x_test = arrays["train"][0], arrays["test"][0]
     if x_train.ndim not in (4, 5):
         raise ValueError(
             f"train images must be [N, H, W, C] or [N, T, H, W, C]; got shape {x_train.shape}"
         )
-    x_test = sources["test"]._images
     if x_test.shape[1:] != x_train.shape[1:]:
         raise ValueError(
             f"test images must have the train images' shape {x_train.shape[1:]}; got "
             f"{x_test.shape[1:]}"
         )
-    labels = np.concatenate([sources["train"]._labels, sources["test"]._labels])
+    labels = np.concatenate([arrays["train"][1], arrays["test"][1]])
     if num_classes is None:
         num_classes = int(labels.max()) + 1
     if labels.min() < 0 or labels.max() >= num_classes:
@@ -505,9 +530,9 @@ def numpy_dataset(
         name=name,
         num_classes=num_classes,
         frame_shape=tuple(x_train.shape[-3:]),
-        num_train=len(sources["train"]),
-        num_test=len(sources["test"]),
-        open_split=lambda split, data_dir, num_frames: sources[split],
+        num_train=len(x_train),
+        num_test=len(x_test),
+        open_split=splits,
         eval_transform=_normalizer(mean, std, scale),
         train_transform=train_transform,
         mean=mean,
