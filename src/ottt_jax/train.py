@@ -34,7 +34,13 @@ from jax.sharding import PartitionSpec as P
 from ottt_jax import config as config_lib
 from ottt_jax import data as data_lib
 from ottt_jax import mode as mode_lib
-from ottt_jax.checkpoint import Checkpointer, IncompatibleCheckpointError
+from ottt_jax.checkpoint import (
+    Checkpointer,
+    IncompatibleCheckpointError,
+    decode_iterator_state,
+    encode_iterator_state,
+)
+from ottt_jax.errors import UserError
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.models import make_step
 from ottt_jax.neuron import LIF
@@ -480,7 +486,7 @@ def train(
         _check_compatible(meta["config"], cfg)
         ts, meta = ckpt.restore(ts)
         ts = jax.device_put(ts, s.replicated)
-        it.set_state(_decode_state(meta["data_state"]))
+        it.set_state(decode_iterator_state(meta["data_state"]))
         best_acc = meta.get("best_accuracy", -1.0)
         if is_main:
             print(f"resumed from {ckpt.latest_dir}/{int(ts.step)} (epoch {meta['epoch']})")
@@ -494,7 +500,7 @@ def train(
             "config": meta_cfg,
             "step": step,
             "epoch": step // steps_per_epoch,
-            "data_state": _encode_state(it.get_state()),
+            "data_state": encode_iterator_state(it.get_state()),
             "best_accuracy": best_acc,
             "eval_accuracy": eval_acc,
         }
@@ -647,18 +653,6 @@ def _update_count(cfg, step: int) -> int:
     return step * (cfg.num_steps if cfg.method == "ottt_o" else 1)
 
 
-def _encode_state(state: Any) -> Any:
-    if isinstance(state, bytes):
-        return {"__bytes__": state.decode("latin-1")}
-    return state
-
-
-def _decode_state(state: Any) -> Any:
-    if isinstance(state, dict) and set(state) == {"__bytes__"}:
-        return state["__bytes__"].encode("latin-1")
-    return state
-
-
 def _progress(enabled: bool, total: int, initial: int):
     if not enabled:
         return None
@@ -786,7 +780,7 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_lib.get_config(args.config, overrides)
         r = train(cfg, workdir=args.workdir)
-    except (ValueError, FileNotFoundError, TrainingDivergedError) as e:
+    except (ValueError, FileNotFoundError, TrainingDivergedError, UserError) as e:
         print(f"ottt-train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -809,7 +803,7 @@ def cli_eval(argv: Sequence[str] | None = None) -> int:
         r = evaluate_checkpoint(
             args.workdir, num_steps=args.num_steps, which=args.which, data_dir=args.data_dir
         )
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, UserError) as e:
         print(f"ottt-eval: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in r.items()}, indent=1))
