@@ -250,8 +250,8 @@ def test_tiny_bottleneck_forward():
     chex.assert_shape(logits, (B, K))
 
 
-def _reference_logits(params, x, steps):
-    """The paper's NF-ResNet forward written out directly (hand β), for the tiny net."""
+def _reference_logits(params, x, steps, kind="basic"):
+    """The paper's NF-ResNet forward written out directly (hand β), for the tiny nets."""
 
     def conv(inp, p, stride, pad):
         w = standardize_weight(p["kernel"], p["gain"])
@@ -277,12 +277,18 @@ def _reference_logits(params, x, steps):
 
     for _ in range(steps):
         h = pool(conv(x, params["conv1"], 2, 3))
-        for name, beta, ds in (("layer1_0", 1.0, False), ("layer2_0", math.sqrt(1.04), True)):
+        # (name, β, downsample, stride); the bottleneck's layer1_0 widens 4 → 16: a downsample
+        blocks = (("layer1_0", 1.0, kind != "basic", 1), ("layer2_0", math.sqrt(1.04), True, 2))
+        for name, beta, ds, stride in blocks:
             p = params[name]
-            stride = 2 if ds else 1
             a = lif((name, 1), h / beta)
             shortcut = conv(a, p["downsample"], stride, 0) if ds else h
-            y = conv(lif((name, 2), conv(a, p["conv1"], stride, 1)), p["conv2"], 1, 1)
+            if kind == "basic":
+                y = conv(lif((name, 2), conv(a, p["conv1"], stride, 1)), p["conv2"], 1, 1)
+            else:
+                b = lif((name, 2), conv(a, p["conv1"], 1, 0))
+                c = lif((name, 3), conv(b, p["conv2"], stride, 1))
+                y = conv(c, p["conv3"], 1, 0)
             h = y * p["skipinit_gain"] * 0.2 + shortcut
         outs.append(h.mean((1, 2)) @ params["fc"]["kernel"] + params["fc"]["bias"])
     return jnp.stack(outs)
@@ -299,6 +305,27 @@ def test_forward_matches_hand_written_reference_and_bptt_mode():
     bptt = NFResNet(**TINY, mode=BPTT)
     outs_bptt, _ = forward(_step(bptt), params, state, X, num_steps=3)
     np.testing.assert_allclose(outs_bptt, outs, rtol=1e-6, atol=1e-6)
+
+
+BOTTLENECK = dict(stage_sizes=(1, 1), block="bottleneck", base_planes=4, num_classes=K)
+
+
+@functools.cache
+def _tiny_bottleneck():
+    model = NFResNet(**BOTTLENECK)
+    state = model.init_state(B, IN_SHAPE, train=False)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), state, X)["params"]
+    return model, _perturbed(params)
+
+
+def test_bottleneck_forward_matches_hand_written_reference():
+    model, params = _tiny_bottleneck()
+    assert float(params["layer2_0"]["skipinit_gain"]) != 0.0  # the residual branch counts
+    state = model.init_state(B, IN_SHAPE, train=False)
+    outs, _ = forward(_step(model), params, state, X, num_steps=3)
+    want = _reference_logits(params, X, 3, kind="bottleneck")
+    assert float(jnp.abs(want).max()) > 0.1
+    np.testing.assert_allclose(outs, want, rtol=1e-5, atol=1e-5)
 
 
 def test_eval_with_more_steps_than_training():
@@ -378,6 +405,70 @@ def test_downsample_kernel_gradient_is_taken_at_the_trace():
     np.testing.assert_allclose(got["gain"], dgain_trace, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got["bias"], g.sum((0, 1, 2)), rtol=1e-5, atol=1e-7)
     assert not np.allclose(got["kernel"], dk_spikes, rtol=1e-3, atol=1e-6)
+
+
+def _conv_grads_at_probes(model, params):
+    """One OTTT step at t = 1: each conv's param gradient, input spikes, trace and cotangent."""
+    state0 = model.init_state(B, IN_SHAPE)
+    _, state1 = model.apply({"params": params}, state0, X)  # t = 0
+    x1 = X + 0.5 * jax.random.normal(jax.random.PRNGKey(3), X.shape)  # a different frame at t = 1
+    names = [
+        f"{blk}/{c}"
+        for blk in ("layer1_0", "layer2_0")
+        for c in ("conv1", "conv2", "conv3", "downsample")
+        if c in params[blk]
+    ]
+    shapes = jax.eval_shape(lambda: _apply_captured(model, params, state1, x1)[1])
+    probes0 = {n: jnp.zeros(shapes[n][2].shape) for n in names}
+    geometry = {}  # static (stride, padding) per conv, recorded while tracing
+
+    def loss(p, probes):
+        rec = {}
+
+        def icpt(next_fun, args, kwargs, ctx):
+            out = next_fun(*args, **kwargs)
+            name = "/".join(ctx.module.path)
+            if ctx.method_name == "__call__" and name in probes:
+                rec[name] = (args[0], kwargs["trace"])
+                geometry[name] = (ctx.module.strides, ctx.module.padding)
+                out = out + probes[name]  # d loss / d probe = the cotangent g of the output
+            return out
+
+        with nn.intercept_methods(icpt):
+            logits, _ = model.apply({"params": p}, state1, x1)
+        return instantaneous_loss(logits, LABELS, beta=0.05, num_steps=T), rec
+
+    (gp, gs), rec = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, probes0)
+    return gp, gs, {n: (*v, *geometry[n]) for n, v in rec.items()}
+
+
+@pytest.mark.parametrize("kind", ["basic", "bottleneck"])
+def test_every_conv_weight_gradient_is_taken_at_the_trace(kind):
+    model, params = (_tiny()[0], _perturbed(_tiny()[1])) if kind == "basic" else _tiny_bottleneck()
+    gp, gs, rec = _conv_grads_at_probes(model, params)
+    # every conv fed by spikes: conv1, conv2 (, conv3) of both blocks and their downsamples
+    assert len(rec) == {"basic": 5, "bottleneck": 8}[kind], sorted(rec)
+    for name, (s, a, stride, pad) in rec.items():
+        blk, conv = name.split("/")
+        p, g, got = params[blk][conv], gs[name], gp[blk][conv]
+        assert bool(jnp.any(a != s)), name  # the test discriminates trace from spikes
+        assert float(jnp.abs(g).max()) > 0, name
+
+        def sws_conv_vjp(inp, p=p, g=g, stride=stride, pad=pad):
+            def f(k, gain):
+                w = standardize_weight(k, gain)
+                dn = ("NHWC", "HWIO", "NHWC")
+                pads = [(pad, pad)] * 2
+                return lax.conv_general_dilated(inp, w, (stride,) * 2, pads, dimension_numbers=dn)
+
+            return jax.vjp(f, p["kernel"], p["gain"])[1](g)
+
+        dk_trace, dgain_trace = sws_conv_vjp(a)
+        dk_spikes, _ = sws_conv_vjp(s)
+        np.testing.assert_allclose(got["kernel"], dk_trace, rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got["gain"], dgain_trace, rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got["bias"], g.sum((0, 1, 2)), rtol=1e-5, atol=1e-7)
+        assert not np.allclose(got["kernel"], dk_spikes, rtol=1e-3, atol=1e-6), name
 
 
 # ------------------------------------------------------------------------------------------------

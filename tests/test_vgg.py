@@ -8,7 +8,9 @@ trace (or at the image for the first conv). These are compared with ``jax.grad``
 model (which uses the custom-VJP spike/trace ops) and with ``ottt_grad``.
 """
 
+import dataclasses
 import functools
+from typing import NamedTuple
 
 import chex
 import jax
@@ -18,8 +20,9 @@ import pytest
 from jax import lax
 
 from ottt_jax import LIF, bptt_grad, forward, instantaneous_loss, ottt_grad
-from ottt_jax.mode import BPTT
+from ottt_jax.mode import BPTT, OTTT, Mode
 from ottt_jax.models import VGG11_CFG, SpikingVGG, SpikingVGGF, make_step, vgg11, vgg11f
+from ottt_jax.surrogate import Sigmoid
 
 
 def rkey(seed):
@@ -355,6 +358,60 @@ def test_constructors_and_bptt_same_tree():
     assert p["classifier_0"]["kernel"].shape == (16, 4)
     assert p["features_0"]["kernel"].shape == (3, 3, 5, 8)
     assert set(p) == {"features_0", "features_4", "features_7", "classifier_0"}
+
+
+# ---------------------------------------------------------------------------------------------
+# A user-defined neuron (the Neuron protocol, its own state type) inside the built-in VGG
+# ---------------------------------------------------------------------------------------------
+
+
+class UserState(NamedTuple):
+    u: jax.Array
+    trace: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class UserLIF:
+    """The LIF math written from scratch: autodiff through the surrogate, no custom VJP."""
+
+    decay: float
+    mode: Mode = BPTT
+
+    def with_mode(self, mode):
+        return dataclasses.replace(self, mode=mode)
+
+    def init_state(self, shape, dtype=jnp.float32):
+        return UserState(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+    def __call__(self, state, x):
+        u_prev = lax.stop_gradient(state.u) if self.mode.detach_membrane else state.u
+        u = self.decay * u_prev + x
+        s = Sigmoid(ALPHA)(u - VTH)
+        trace = lax.stop_gradient(self.decay * state.trace + s)
+        return s, UserState(u - lax.stop_gradient(s) * VTH, trace)
+
+
+def test_user_neuron_in_vgg_under_ottt_a_matches_lif_with_its_declared_decay():
+    params = make_params(small())
+    x = image()
+    grads = {}
+    for name, neuron in (
+        ("user", UserLIF(decay=0.25)),
+        ("lif", LIF(decay=0.25)),
+        ("lif_default_decay", LIF()),
+    ):
+        model = small(neuron=neuron, mode=OTTT)
+        res = run_ottt(model)(params, model.init_state(B, (HW, HW, 3)), x, LABELS)
+        grads[name] = res.grads
+        if name == "user":
+            assert isinstance(res.state["lif"]["lif01"], UserState)
+            assert res.state["lif"]["lif01"].trace.shape == (B, HW, HW, 8)
+    chex.assert_trees_all_close(grads["user"], grads["lif"], rtol=2e-5, atol=1e-6)
+    assert float(jnp.abs(grads["lif"]["features_4"]["kernel"]).max()) > 1e-3
+    # the decay it declares is the one its trace (and so the trace rule) uses
+    assert not np.allclose(
+        grads["user"]["features_4"]["kernel"], grads["lif_default_decay"]["features_4"]["kernel"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------

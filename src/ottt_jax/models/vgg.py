@@ -328,7 +328,7 @@ class SpikingVGG(nn.Module):
             raise ValueError(f"x must be one frame batch [B, H, W, C] (NHWC), got shape {x.shape}")
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise ValueError(f"x must be floating point, got dtype {x.dtype}")
-        v0 = state["lif"][self.neuron_names[0]].v
+        v0 = jax.tree.leaves(state["lif"][self.neuron_names[0]])[0]  # any Neuron's state
         if tuple(x.shape[:3]) != tuple(v0.shape[:3]):
             raise ValueError(
                 f"x has batch/spatial shape {tuple(x.shape[:3])} but the state was built for "
@@ -399,9 +399,7 @@ class SpikingVGG(nn.Module):
         if self.feedback:
             new_state["feedback"] = {
                 "spikes": jax.lax.stop_gradient(s).astype(state["feedback"]["spikes"].dtype),
-                "trace": map_trace(
-                    lambda t: jax.lax.stop_gradient(t * a_scale).astype(t.dtype), a
-                ),
+                "trace": map_trace(lambda t: jax.lax.stop_gradient(t * a_scale).astype(t.dtype), a),
             }
             new_state["step"] = state["step"] + 1
         z, za = jnp.mean(s, axis=(1, 2)), map_trace(lambda t: jnp.mean(t, axis=(1, 2)), a)
