@@ -191,3 +191,95 @@ def test_vgg11_layer_sizes_closed_form():
     assert sizes["lif08"] == (4 * 4 * 512, 10.0)  # 32 → 16 → 8 → 4
     f = vgg11(10, neuron_dropout=0.1).layer_sizes((48, 48, 2))
     assert f["lif08"] == (6 * 6 * 512, 10.0) and f["lif01"][0] == 48 * 48 * 64
+
+
+# ---------------------------------------------------------------------------------------------
+# NF-ResNet: the same contract (neuron_names, stats, layer_sizes), against direct counts
+# ---------------------------------------------------------------------------------------------
+
+NF_HW, NF_T = 16, 3
+
+
+def _nf_direct_synapses(n, k, stride, c_out):
+    """Synapses leaving an n×n map into a k×k conv (stride, (k−1)/2 zero padding, c_out
+    channels), by visiting every output position and every tap."""
+    pad = (k - 1) // 2
+    n_out = (n + 2 * pad - k) // stride + 1
+    count = np.zeros((n, n))
+    for r in range(n_out):
+        for c in range(n_out):
+            for dr in range(k):
+                for dc in range(k):
+                    i, j = r * stride - pad + dr, c * stride - pad + dc
+                    if 0 <= i < n and 0 <= j < n:
+                        count[i, j] += c_out
+    return count.sum()
+
+
+@functools.lru_cache
+def _run_nfresnet(block):
+    from ottt_jax.models import NFResNet
+
+    model = NFResNet(stage_sizes=(1, 1), block=block, base_planes=4, num_classes=K)
+    st = model.init_state(B, (NF_HW, NF_HW, 3), train=False)
+    x = jax.random.normal(rkey(1), (B, NF_HW, NF_HW, 3)) * 3.0
+    names = model.neuron_names
+
+    @jax.jit
+    def run(x):
+        p = model.init(rkey(0), st, x)["params"]
+
+        def body(s, _):
+            (_, stats), s2 = model.apply({"params": p}, s, x, return_stats=True)
+            spikes = {}
+            for n in names:
+                blk, sn = n.split("/")
+                spikes[n] = s2[blk][sn].trace - 0.5 * s[blk][sn].trace
+            return s2, (stats, spikes)
+
+        return jax.lax.scan(body, st, None, length=NF_T)[1]
+
+    stats, spikes = run(x)
+    return model, stats, spikes
+
+
+@pytest.mark.parametrize("block", ["basic", "bottleneck"])
+def test_nfresnet_stats_rates_and_sops_against_direct_counts(block):
+    model, stats, spikes = _run_nfresnet(block)
+    sizes = model.layer_sizes((NF_HW, NF_HW, 3))
+    assert list(sizes) == list(model.neuron_names) == list(stats)
+    # stem: 16 → conv s2 → 8 → pool s2 → 4; layer2 halves it. (k, stride, C_out) each layer feeds
+    if block == "basic":  # planes 4 → 8, out = planes
+        reads = {
+            "layer1_0/sn1": (4, 4, [(3, 1, 4)]),
+            "layer1_0/sn2": (4, 4, [(3, 1, 4)]),
+            "layer2_0/sn1": (4, 4, [(3, 2, 8), (1, 2, 8)]),  # conv1 and the downsample
+            "layer2_0/sn2": (2, 8, [(3, 1, 8)]),
+        }
+    else:  # planes 4 → 8, out = 4·planes; both first blocks have a downsample
+        reads = {
+            "layer1_0/sn1": (4, 4, [(1, 1, 4), (1, 1, 16)]),
+            "layer1_0/sn2": (4, 4, [(3, 1, 4)]),
+            "layer1_0/sn3": (4, 4, [(1, 1, 16)]),
+            "layer2_0/sn1": (4, 16, [(1, 1, 8), (1, 2, 32)]),
+            "layer2_0/sn2": (4, 8, [(3, 2, 8)]),
+            "layer2_0/sn3": (2, 8, [(1, 1, 32)]),
+        }
+    assert list(reads) == list(sizes)
+    for name, (hw, c, convs) in reads.items():
+        s = np.asarray(spikes[name])  # [T, B, H, W, C], exactly 0/1
+        assert set(np.unique(s)) <= {0.0, 1.0} and s.shape == (NF_T, B, hw, hw, c)
+        np.testing.assert_array_equal(np.asarray(stats[name]), s.sum((2, 3, 4)))
+        n, fan = sizes[name]
+        assert n == hw * hw * c
+        total = sum(_nf_direct_synapses(hw, k, st, co) for k, st, co in convs) * c
+        assert fan * n == pytest.approx(total, rel=1e-12), name
+    if block == "basic":  # by hand: 3×3 s2 on 4 rows covers (1, 2, 1, 1), 1×1 s2 (1, 0, 1, 0)
+        assert sizes["layer2_0/sn1"][1] == (8 * 5 * 5 + 8 * 2 * 2) / 16
+    assert np.mean([np.asarray(v).mean() for v in spikes.values()]) > 0.05  # real spikes
+    rates = firing_rates(stats, sizes, num_steps=NF_T)
+    for name in sizes:
+        s = np.asarray(spikes[name])
+        assert float(rates[name]) == pytest.approx(s.sum() / (B * s[0, 0].size * NF_T), rel=1e-6)
+    want_sops = sum(np.asarray(spikes[k]).sum() / B * sizes[k][1] for k in sizes)
+    assert float(sops(stats, sizes)) == pytest.approx(want_sops, rel=1e-5)
