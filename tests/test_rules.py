@@ -51,8 +51,8 @@ def test_registry_lists_the_builtin_rules_and_names_them_on_error():
         6,
         1,
     ]
-    with pytest.raises(ValueError, match=r"unknown rule 'sltt'.*ottt_a.*ottt_o.*bptt"):
-        rules.get_rule("sltt")
+    with pytest.raises(ValueError, match=r"unknown rule 'rtrl'.*ottt_a.*ottt_o.*bptt"):
+        rules.get_rule("rtrl")
     with pytest.raises(ValueError, match="already registered"):
         rules.register_rule(rules.get_rule("bptt"))
     with pytest.raises(ValueError, match=r"Rule\.mode"):

@@ -15,6 +15,9 @@ their leading axis. A static input (an image shown at every step) is passed with
   and sums the gradients in the carry (Eq. (5)): memory is that of one step, constant in T.
 * :func:`ottt_update` (OTTT_O) applies an optax update after every step (Sec. 4.1, online).
 * :func:`bptt_grad` differentiates through the whole scan (memory linear in T).
+* :func:`sltt_k_grad` (SLTT-K, Meng et al., ICCV 2023) takes the per-step gradient at K sampled
+  steps only (:func:`sample_time_steps`); the others run forward only. SLTT itself is
+  :func:`ottt_grad` over a step built with ``mode.SLTT``.
 
 For OTTT, build the step function with ``mode=ottt_jax.mode.OTTT`` (detached membrane and the
 spike/trace ops, so no gradient crosses time steps). For the BPTT baseline build it with
@@ -40,10 +43,13 @@ __all__ = [
     "OnlineResult",
     "OnlineUpdateResult",
     "bptt_grad",
+    "check_k",
     "check_time_major",
     "forward",
     "ottt_grad",
     "ottt_update",
+    "sample_time_steps",
+    "sltt_k_grad",
     "step_loss",
     "three_factor_grad",
 ]
@@ -337,3 +343,112 @@ def three_factor_grad(pre_trace: Array, post_surrogate_grad: Array, modulator: A
 def _acc_dtype(x) -> jnp.dtype:
     dt = jnp.result_type(x)
     return jnp.float32 if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits < 32 else dt
+
+
+# ---------------------------------------------------------------------------------------------
+# SLTT-K (Meng et al., ICCV 2023): backpropagation at K sampled steps of the T.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_k(k: int, num_steps: int, field: str = "k") -> int:
+    """Validate SLTT-K's number of backpropagated steps against ``T``.
+
+    Args:
+      k: the number of steps ``K``.
+      num_steps: ``T``.
+      field: the name the error uses (e.g. the config key ``rule.k``).
+
+    Returns:
+      ``k``.
+
+    Raises:
+      ValueError: naming ``field`` unless ``k`` is an int with ``1 <= k <= T``.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= num_steps:
+        raise ValueError(f"{field} must be an int in [1, T] = [1, {num_steps}], got {k!r}")
+    return k
+
+
+def sample_time_steps(key: Array, num_steps: int, k: int) -> Array:
+    """Draw the K time steps SLTT-K backpropagates at.
+
+    Args:
+      key: a PRNG key (one per iteration: the trainer folds the run key with the step).
+      num_steps: ``T``.
+      k: ``K``, ``1 <= K <= T``.
+
+    Returns:
+      A bool mask ``[T]`` with exactly ``K`` True entries, uniform over the ``C(T, K)`` subsets:
+      the first ``K`` steps of a random permutation of ``0 … T−1`` (the authors' code:
+      ``torch.randperm(T)[:K]``, drawn once per iteration and shared by the whole batch).
+    """
+    check_k(k, num_steps)
+    chosen = jax.random.permutation(key, num_steps)[:k]
+    return jnp.zeros((num_steps,), jnp.bool_).at[chosen].set(True)
+
+
+def sltt_k_grad(
+    step: StepFn,
+    loss_fn: LossFn,
+    params: PyTree,
+    state: PyTree,
+    inputs: PyTree,
+    targets: PyTree,
+    *,
+    key: Array,
+    k: int,
+    num_steps: int | None = None,
+) -> OnlineResult:
+    """SLTT-K: the SLTT gradient taken at K of the T steps; the others run forward only.
+
+    Run the step function built with ``mode.SLTT`` (membrane detached, ``∇W`` at the
+    instantaneous input spikes). At each step a ``lax.cond`` picks either ``value_and_grad`` of
+    the step's loss (the K sampled steps) or the plain forward step (the others), so the backward
+    pass of an unsampled step is never computed. Both branches return the same carry.
+
+    Sampling and scale follow Meng et al., "Towards Memory- and Time-Efficient Backpropagation
+    for Training Spiking Neural Networks", ICCV 2023 (Sec. 4.3, SLTT-K), and the authors' code
+    (github.com/qymeng94/SLTT, ``train_SLTTK.py``): the K steps are drawn uniformly without
+    replacement, once per iteration, from ``key`` (:func:`sample_time_steps`), and the gradient is
+    **not rescaled**: each ``L[t]`` keeps its ``1/T``, so the estimate is ``Σ_{t∈S} ∇L[t]``,
+    whose expectation is ``K/T`` times SLTT's gradient.
+
+    Args:
+      step, loss_fn, params, state, inputs, targets, num_steps: as in :func:`ottt_grad`.
+      key: the PRNG key of this iteration (a run is reproducible and resumable from it).
+      k: ``K``, the number of steps that take a gradient, ``1 <= K <= T``.
+
+    Returns:
+      :class:`OnlineResult` with ``grads = Σ_{t∈S} ∇_params L[t]`` over the sampled set ``S``
+      (float32 accumulation) and ``loss = Σ_t L[t]`` over all T steps (every step's loss is
+      computed forward, so the logged loss compares with the other rules'). Memory does not grow
+      with T.
+    """
+    t = check_time_major(inputs, num_steps, targets)
+    if key is None:
+        raise ValueError("SLTT-K (sltt_k) needs a PRNG key (key=...) to draw its time steps")
+    sampled = sample_time_steps(key, t, k)
+    xs, get = _scan_inputs(inputs, num_steps)
+    f = step_loss(step, loss_fn, targets)
+    vg = jax.value_and_grad(f, has_aux=True)
+
+    def learn(x, st, g_sum):
+        (loss, (out, st)), g = vg(params, st, x)
+        g_sum = jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_sum, g)
+        return loss.astype(jnp.float32), out, st, g_sum
+
+    def skip(x, st, g_sum):
+        loss, (out, st) = f(params, st, x)
+        return loss.astype(jnp.float32), out, st, g_sum
+
+    def body(carry, xm):
+        x_t, take = xm
+        st, loss_sum, g_sum = carry
+        loss, out, st, g_sum = lax.cond(take, learn, skip, get(x_t), st, g_sum)
+        return (st, loss_sum + loss, g_sum), out
+
+    g0 = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _acc_dtype(p)), params)
+    carry = (state, jnp.float32(0), g0)
+    (state, loss, grads), outs = lax.scan(body, carry, (xs, sampled), length=t)
+    grads = jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grads, params)
+    return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)

@@ -36,18 +36,19 @@ from typing import Any
 
 import optax
 
-from ottt_jax.mode import BPTT, OTTT, Mode
+from ottt_jax.mode import BPTT, OTTT, SLTT, Mode
 from ottt_jax.online import (
     OnlineResult,
     OnlineUpdateResult,
     bptt_grad,
     ottt_grad,
     ottt_update,
+    sltt_k_grad,
 )
 
 PyTree = Any
 
-__all__ = ["Rule", "get_rule", "register_rule", "rule_names"]
+__all__ = ["Rule", "SLTTKOptions", "get_rule", "register_rule", "rule_names"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,3 +278,53 @@ def _ottt_o(step, loss_fn, optimizer, params, opt_state, state, inputs, targets,
 register_rule(Rule("ottt_a", OTTT, False, "OTTT_A: per-step gradients summed (Eq. 5)", _ottt_a))
 register_rule(Rule("ottt_o", OTTT, True, "OTTT_O: an optimizer update every step", _ottt_o))
 register_rule(Rule("bptt", BPTT, False, "BPTT: autodiff through the whole sequence", _bptt))
+
+
+# SLTT and SLTT-K: Meng et al., "Towards Memory- and Time-Efficient Backpropagation for Training
+# Spiking Neural Networks", ICCV 2023 (authors' code: github.com/qymeng94/SLTT).
+
+
+@dataclasses.dataclass(frozen=True)
+class SLTTKOptions:
+    """Options of the ``sltt_k`` rule.
+
+    Attributes:
+      k: the number of time steps (of the T) that take a gradient, ``1 <= k <= T``; the authors'
+        default is 2. Config key ``rule.k``.
+    """
+
+    k: int = dataclasses.field(
+        default=2, metadata={"doc": "SLTT-K: time steps (of the T) that take a gradient, 1..T"}
+    )
+
+
+def _sltt(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
+    """SLTT: ``Σ_t ∇L[t]`` of a step built with ``mode.SLTT`` (one backward per step).
+
+    The mode does the rest: the membrane entering a step is detached and a synaptic layer fed by
+    spikes takes ``∇W = δ_l[t] s_{l−1}[t]ᵀ`` at its instantaneous input, with no trace carried,
+    so the per-step sum of :func:`~ottt_jax.online.ottt_grad` is SLTT's gradient.
+    """
+    return ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
+
+
+def _sltt_k(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
+    k = options.k
+    return sltt_k_grad(
+        step, loss_fn, params, state, inputs, targets, num_steps=num_steps, key=key, k=k
+    )
+
+
+register_rule(
+    Rule("sltt", SLTT, False, "SLTT: per-step gradients at the instantaneous spikes", _sltt)
+)
+register_rule(
+    Rule(
+        "sltt_k",
+        SLTT,
+        False,
+        "SLTT-K: SLTT's gradient at K random steps of the T (rule.k), the rest forward only",
+        _sltt_k,
+        options=SLTTKOptions(),
+    )
+)
