@@ -9,8 +9,10 @@ import re
 import pytest
 
 from ottt_jax import config as C
+from ottt_jax import rules
 from ottt_jax import surrogate as S
 from ottt_jax.data import catalog
+from ottt_jax.models.registry import get_model_entry, register_model
 
 PRESETS = [
     "cifar100_vgg",
@@ -339,7 +341,7 @@ def test_too_deep_key_is_unknown():
 def test_section_key_is_rejected_with_its_keys():
     msg = _err("digits", ["model=vgg"])
     assert "key 'model' is a section; set its fields as 'model.<field>=value'" in msg
-    assert "arch, vgg_cfg, num_classes, decay, v_th, surrogate" in msg
+    assert "arch, num_classes, decay, v_th, surrogate, surrogate_param, vgg_cfg" in msg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +475,16 @@ ALL_DATASETS = "'digits', 'cifar10', 'cifar100', 'cifar10_dvs', 'imagenet2012'"
         (
             "digits",
             ["model.stochastic_depth=0.1"],
-            ["model.stochastic_depth applies only to the NF-ResNets", "'nfresnet34'", "'vgg'"],
+            [
+                "model.stochastic_depth is not an option of model.arch 'vgg' (its options: "
+                "vgg_cfg, neuron_dropout, fc_dropout); it applies only to",
+                "'nfresnet34'",
+            ],
+        ),
+        (
+            "imagenet_nfresnet34",
+            ["model.vgg_cfg=[M]"],
+            ["model.vgg_cfg is not an option of model.arch 'nfresnet34'", "'vgg', 'vggf'"],
         ),
         (
             "digits",
@@ -504,7 +515,7 @@ def test_validation_errors(name, overrides, expected):
     [
         ("digits", ["model.decay=1.0", "loss_beta=0", "optim.lr=0"]),
         ("digits", ["loss_beta=1", "model.neuron_dropout=0.99", "optim.warmup_epochs=30"]),
-        ("imagenet_nfresnet34", ["model.vgg_cfg=[M]", "model.stochastic_depth=0.1"]),
+        ("imagenet_nfresnet34", ["model.stochastic_depth=0.1", "model.fc_dropout=0.5"]),
         ("cifar10dvs_vgg", ["num_steps=8", "data.num_frames=none"]),
         ("cifar10dvs_vgg", ["num_steps=8", "data.num_frames=8", "eval_num_steps=8"]),
         ("digits", ["optim.name=adamw", "optim.momentum=0", "optim.nesterov=true"]),
@@ -556,7 +567,8 @@ def test_defaults_are_valid_and_documented():
     assert cfg.model.vgg_cfg == VGG11
     docs = C.field_docs()
     keys = list(C.to_flat_dict(cfg))
-    assert list(docs) == keys
+    assert [k for k in docs if k in keys] == keys  # docs also list the other archs' options
+    assert docs["model.stochastic_depth"].startswith("(nfresnet18, nfresnet34, nfresnet50) drop")
     assert all(len(doc) > 10 for doc in docs.values())
     for cls in (C.Config, C.ModelConfig, C.DataConfig, C.OptimConfig):
         for fld in dataclasses.fields(cls):
@@ -577,7 +589,8 @@ def test_to_dict_from_dict_round_trip(name):
     assert json.loads(text) == d
     back = C.from_dict(json.loads(text))
     assert back == cfg and hash(back) == hash(cfg)
-    assert isinstance(back.model.vgg_cfg, tuple)
+    if "vgg_cfg" in back.model.option_names():
+        assert isinstance(back.model.vgg_cfg, tuple)
 
 
 def test_round_trip_with_non_default_values():
@@ -712,4 +725,74 @@ def test_describe():
     text = C.describe(C.get_config("imagenet_nfresnet34", ["optim.name=adamw", "method=ottt_o"]))
     assert "nfresnet34 -> 1000 classes" in text and "[64" not in text
     assert "adamw lr=0.1 b1=0.9 b2=0.999" in text and "wd=2e-05" in text
-    assert "ottt_o: OTTT_O, one optimizer update after every time step" in text
+    assert f"ottt_o: {rules.get_rule('ottt_o').summary}" in text  # the rule's own summary
+    assert "options stochastic_depth=0 fc_dropout=0" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-architecture model options (from the model registry).
+
+
+def test_model_options_follow_the_arch():
+    with pytest.raises(ValueError, match=r"model\.stochastic_depth is not an option of model"):
+        C.ModelConfig(stochastic_depth=0.1)
+    vgg = C.get_config("cifar10_vgg", ["model.fc_dropout=0.3"])
+    assert vgg.model.option_names() == ["vgg_cfg", "neuron_dropout", "fc_dropout"]
+    # Switching the arch keeps the options both archs have and drops the others.
+    nf = C.apply_overrides(vgg, ["model.arch=nfresnet18"])
+    assert nf.model.options == get_model_entry("nfresnet18").options(fc_dropout=0.3)
+    assert (nf.model.fc_dropout, nf.model.stochastic_depth) == (0.3, 0.0)
+    with pytest.raises(AttributeError, match=r"model\.vgg_cfg is not an option of model\.arch"):
+        nf.model.vgg_cfg  # noqa: B018
+    assert list(C.to_dict(nf)["model"]) == [
+        "arch",
+        "num_classes",
+        "decay",
+        "v_th",
+        "surrogate",
+        "surrogate_param",
+        "stochastic_depth",
+        "fc_dropout",
+    ]
+    assert C.diff(vgg, nf) == [
+        "model.arch: 'vgg' != 'nfresnet18'",
+        f"model.vgg_cfg: {VGG11!r} != (not an option)",
+        "model.neuron_dropout: 0.0 != (not an option)",
+        "model.stochastic_depth: (not an option) != 0.0",
+    ]
+    assert C.from_dict(json.loads(json.dumps(C.to_dict(nf)))) == nf
+
+
+def test_configs_saved_with_every_arch_field_still_load():
+    cfg = C.get_config("imagenet_nfresnet34")
+    old = C.to_dict(cfg)
+    old["model"] = {**old["model"], "vgg_cfg": list(VGG11), "neuron_dropout": 0.0}  # v0.1 format
+    assert C.from_dict(old) == cfg
+    old["model"]["neuron_dropout"] = 0.1  # a value the arch would ignore is not dropped silently
+    with pytest.raises(ValueError, match=r"from_dict: model\.neuron_dropout is not an option of"):
+        C.from_dict(old)
+    old["model"]["nope"] = 1
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'model.nope'; valid keys in model"):
+        C.from_dict(old)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WidthOptions:
+    width: int = dataclasses.field(default=16, metadata={"doc": "hidden channels of the net"})
+    fc_dropout: float = dataclasses.field(default=0.0, metadata={"doc": "dropout rate. In [0, 1)"})
+
+
+def test_user_model_options_are_typed_and_documented_from_the_registry():
+    register_model("config_test_net", lambda **kw: None, _WidthOptions, overwrite=True)
+    cfg = C.get_config("digits", ["model.arch=config_test_net", "model.width=5"])
+    assert cfg.model.width == 5 and type(cfg.model.width) is int
+    assert cfg.model.options == _WidthOptions(width=5)
+    assert C.validate(cfg) == cfg
+    for bad, expected in [
+        ("model.width=x", "model.width expects an int; got 'x'"),
+        ("model.fc_dropout=1", "model.fc_dropout must be a finite number in [0, 1)"),
+        ("model.vgg_cfg=[8]", "not an option of model.arch 'config_test_net' (its options: width"),
+    ]:
+        msg = _err("digits", ["model.arch=config_test_net", bad])
+        assert expected in msg, (expected, msg)
+    assert C.field_docs()["model.width"] == "(config_test_net) hidden channels of the net"

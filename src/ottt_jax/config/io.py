@@ -1,7 +1,10 @@
 """Serialization, comparison and summaries of a :class:`~ottt_jax.config.Config`.
 
-``to_dict`` / ``from_dict`` round-trip exactly (also through JSON); the saved format is the nested
-dict of sections and fields, unchanged since version 0.1.
+``to_dict`` / ``from_dict`` round-trip exactly (also through JSON). The saved format is the
+nested dict of sections and fields; ``model`` holds the common fields and then the options of its
+architecture, flat as before (``model.vgg_cfg``, ...). Configs saved by version 0.1, whose
+``model`` held every architecture's fields, still load: a field the architecture does not have is
+dropped when it holds that option's default.
 """
 
 from __future__ import annotations
@@ -10,14 +13,19 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ottt_jax import rules
 from ottt_jax.config.schema import (
-    METHOD_SUMMARY,
+    MODEL_COMMON,
     SECTIONS,
     TOP_KEYS,
-    VGG_ARCHS,
     Config,
+    ModelConfig,
     all_keys,
     field_names,
+    model_entry,
+    option_archs,
+    option_error,
+    section_keys,
     surrogate_kwargs,
 )
 from ottt_jax.config.validate import validate
@@ -47,11 +55,41 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         value = getattr(cfg, fld.name)
         if fld.name in SECTIONS:
             out[fld.name] = {
-                f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                name: _jsonable(getattr(value, name)) for name in section_keys(fld.name, cfg)
             }
         else:
             out[fld.name] = _jsonable(value)
     return out
+
+
+def _option_default(name: str, value: Any) -> bool:
+    """Return whether ``value`` is the default of the option ``name`` in an arch that has it."""
+    value = tuple(value) if isinstance(value, list) else value
+    for arch in option_archs(name):
+        options = model_entry(arch).options
+        fld = {f.name: f for f in dataclasses.fields(options)}[name]
+        if fld.default is not dataclasses.MISSING and fld.default == value:
+            return True
+    return False
+
+
+def _model_from_dict(value: Mapping[str, Any]) -> ModelConfig:
+    arch = value.get("arch", ModelConfig().arch)
+    entry = model_entry(arch) if isinstance(arch, str) else None
+    valid = section_keys("model")
+    bad = [k for k in value if k not in valid]
+    if bad:
+        raise ValueError(
+            f"from_dict: unknown key(s) {', '.join(repr(f'model.{b}') for b in bad)}; "
+            f"valid keys in model: {', '.join(valid)}"
+        )
+    kwargs = {}
+    for key, item in value.items():
+        if key in MODEL_COMMON or entry is None or key in field_names(entry.options):
+            kwargs[key] = item
+        elif not _option_default(key, item):  # a 0.1 config's unused field is dropped
+            raise ValueError(f"from_dict: {option_error(arch, key)}; got {item!r}")
+    return ModelConfig(**kwargs)
 
 
 def from_dict(d: Mapping[str, Any]) -> Config:
@@ -86,6 +124,9 @@ def from_dict(d: Mapping[str, Any]) -> Config:
             cls = SECTIONS[key]
             if not isinstance(value, Mapping):
                 raise ValueError(f"from_dict: {key} must be a mapping; got {type(value).__name__}")
+            if key == "model":
+                kwargs[key] = _model_from_dict(value)
+                continue
             names = field_names(cls)
             bad = [k for k in value if k not in names]
             if bad:
@@ -103,11 +144,19 @@ def _flat(cfg: Config) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in TOP_KEYS:
         out[key] = getattr(cfg, key)
-    for section, cls in SECTIONS.items():
+    for section in SECTIONS:
         sub = getattr(cfg, section)
-        for name in field_names(cls):
+        for name in section_keys(section, cfg):
             out[f"{section}.{name}"] = getattr(sub, name)
     return out
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(not an option)"
+
+
+_ABSENT = _Absent()
 
 
 def to_flat_dict(cfg: Config) -> dict[str, Any]:
@@ -127,7 +176,8 @@ def diff(cfg_a: Config, cfg_b: Config, ignore: Iterable[str] = ()) -> list[str]:
 
     Returns:
       One ``'key: a != b'`` line per differing key, values as Python reprs, in field order;
-      empty when the two agree.
+      empty when the two agree. A model option only one architecture has shows as
+      ``(not an option)`` on the other side.
     """
     for c in (cfg_a, cfg_b):
         if not isinstance(c, Config):
@@ -138,24 +188,39 @@ def diff(cfg_a: Config, cfg_b: Config, ignore: Iterable[str] = ()) -> list[str]:
     if unknown:
         raise ValueError(f"diff: unknown key(s) in ignore: {', '.join(map(repr, unknown))}")
     a, b = _flat(cfg_a), _flat(cfg_b)
-    return [
-        f"{key}: {a[key]!r} != {b[key]!r}"
-        for key in a
-        if a[key] != b[key] and key not in skip and key.partition(".")[0] not in skip
-    ]
+    keys = [*a, *(k for k in b if k not in a)]
+    out = []
+    for key in keys:
+        va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        if va != vb and key not in skip and key.partition(".")[0] not in skip:
+            out.append(f"{key}: {va!r} != {vb!r}")
+    return out
 
 
 def field_docs() -> dict[str, str]:
-    """Return the documentation of every key, ``{'optim.lr': 'peak learning rate ...', ...}``."""
+    """Return the documentation of every key, ``{'optim.lr': 'peak learning rate ...', ...}``.
+
+    Model options come from the model registry, each prefixed by the architectures that have it,
+    e.g. ``'model.stochastic_depth': '(nfresnet18, nfresnet34, nfresnet50) drop probability...'``.
+    """
     docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(Config) if f.name in TOP_KEYS}
     for section, cls in SECTIONS.items():
-        docs.update({f"{section}.{f.name}": f.metadata["doc"] for f in dataclasses.fields(cls)})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in section_keys(section):
+            if name in fields:
+                docs[f"{section}.{name}"] = fields[name].metadata["doc"]
+                continue
+            archs = option_archs(name)
+            fld = {f.name: f for f in dataclasses.fields(model_entry(archs[0]).options)}[name]
+            docs[f"{section}.{name}"] = f"({', '.join(archs)}) {fld.metadata['doc']}"
     return docs
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
     if isinstance(value, tuple):
         return "[" + ",".join(str(v) for v in value) + "]"
     if isinstance(value, bool):
@@ -175,7 +240,11 @@ def describe(cfg: Config) -> str:
     """
     m, d, o = cfg.model, cfg.data, cfg.optim
     spec = catalog.get_dataset(d.dataset) if d.dataset in catalog.dataset_names() else None
-    arch = m.arch + (f" {_fmt(m.vgg_cfg)}" if m.arch in VGG_ARCHS else "")
+    options = m.option_names()
+    arch = m.arch + (f" {_fmt(m.vgg_cfg)}" if "vgg_cfg" in options else "")
+    opts = " ".join(f"{k}={_fmt(getattr(m, k))}" for k in options if k != "vgg_cfg")
+    method = cfg.method in rules.rule_names()
+    summary = rules.get_rule(cfg.method).summary if method else "unknown method"
     try:
         surr = ", ".join(f"{k}={v:g}" for k, v in surrogate_kwargs(m).items())
     except (ValueError, TypeError):
@@ -196,13 +265,12 @@ def describe(cfg: Config) -> str:
     sched = o.schedule + (f" to {o.min_lr:g}" if o.schedule == "cosine" else "")
     lines = [
         f"config {cfg.name!r}",
-        f"  method  {cfg.method}: {METHOD_SUMMARY.get(cfg.method, 'unknown method')}",
+        f"  method  {cfg.method}: {summary}",
         f"  time    T={cfg.num_steps} train, T={cfg.effective_eval_num_steps} eval; "
         f"loss β={cfg.loss_beta:g}; compute {cfg.compute_dtype}; seed {cfg.seed}",
         f"  model   {arch} -> {m.num_classes} classes",
         f"  neuron  LIF decay={m.decay:g} v_th={m.v_th:g}; surrogate {m.surrogate}({surr})",
-        f"  regul.  neuron_dropout={m.neuron_dropout:g} fc_dropout={m.fc_dropout:g} "
-        f"stochastic_depth={m.stochastic_depth:g}",
+        f"  options {opts or 'none'}",
         f"  data    {d.dataset} ({shape}{frames}); batch {d.batch_size}, eval batch "
         f"{d.eval_batch_size}; augment {_fmt(d.augment)}; workers {d.worker_count}; "
         f"dir {_fmt(d.data_dir)}",

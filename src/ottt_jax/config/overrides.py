@@ -13,20 +13,25 @@ Values are parsed by the type of the target field:
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import is_dataclass
 from typing import Any
 
 from ottt_jax.config.schema import (
+    MODEL_COMMON,
     SECTIONS,
     TOP_KEYS,
     Config,
     all_keys,
+    all_option_names,
     close_match,
     coerce,
-    field_names,
+    error_text,
     field_type,
+    is_tuple,
+    option_error,
     optional_inner,
+    section_keys,
     type_name,
 )
 from ottt_jax.config.validate import validate
@@ -63,7 +68,7 @@ def _parse(key: str, text: str, tp: Any) -> Any:
         return None
     if inner is str:
         return stripped
-    if typing.get_origin(inner) is tuple:
+    if is_tuple(inner):
         return _parse_layout(key, stripped)
     try:
         if inner is bool:
@@ -78,8 +83,12 @@ def _parse(key: str, text: str, tp: Any) -> Any:
     raise ValueError(f"{key} expects {type_name(tp)}; got {text!r}")
 
 
-def _resolve(key: str) -> tuple[str | None, str, Any]:
-    """Map a dotted key to ``(section or None, field, type)``; raise on unknown keys."""
+def _resolve(key: str, cfg: Config) -> tuple[str | None, str, Any]:
+    """Map a dotted key to ``(section or None, field, type)``; raise on unknown keys.
+
+    ``model.*`` keys are the common model fields and the options of ``cfg.model.arch``, typed by
+    its options dataclass; an option of another architecture is an error naming this one's.
+    """
     if not isinstance(key, str) or not key.strip():
         raise ValueError(f"override keys must be non-empty strings; got {key!r}")
     key = key.strip()
@@ -91,22 +100,27 @@ def _resolve(key: str) -> tuple[str | None, str, Any]:
                 f"keys: {', '.join(TOP_KEYS)}{close_match(key, all_keys())}"
             )
         cls = SECTIONS[section]
-        names = field_names(cls)
+        names = section_keys(section, cfg)
         if name not in names:
+            if section == "model" and name in all_option_names():
+                raise ValueError(error_text(cfg, [option_error(cfg.model.arch, name)]))
             raise ValueError(
                 f"unknown key {key!r}; valid keys in {section}: {', '.join(names)}"
-                f"{close_match(key, all_keys())}"
+                f"{close_match(key, all_keys(cfg))}"
             )
+        if section == "model" and name not in MODEL_COMMON:
+            options = type(cfg.model.options)
+            return section, name, field_type(options, name) if is_dataclass(options) else Any
         return section, name, field_type(cls, name)
     if key in SECTIONS:
-        names = field_names(SECTIONS[key])
+        names = section_keys(key, cfg)
         raise ValueError(
             f"key {key!r} is a section; set its fields as '{key}.<field>=value' (valid keys in "
             f"{key}: {', '.join(names)})"
         )
     if key not in TOP_KEYS:
         # A bare section field ('lr') most likely meant that section's key ('optim.lr').
-        owners = [f"{s}.{key}" for s, c in SECTIONS.items() if key in field_names(c)]
+        owners = [f"{s}.{key}" for s in SECTIONS if key in section_keys(s)]
         hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, all_keys())
         raise ValueError(
             f"unknown key {key!r}; valid top-level keys: {', '.join(TOP_KEYS)}; sections: "
@@ -164,13 +178,15 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any] | 
     if not isinstance(cfg, Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
     for key, value in _override_items(overrides):
-        section, name, tp = _resolve(key)
+        section, name, tp = _resolve(key, cfg)
         full = key.strip()
         if isinstance(value, str):
             value = _parse(full, value, tp)
         value = coerce(full, value, tp)
         if section is None:
             cfg = dataclasses.replace(cfg, **{name: value})
+        elif section == "model":  # a new arch keeps the options both archs have
+            cfg = dataclasses.replace(cfg, model=cfg.model.replace(**{name: value}))
         else:
             sub = dataclasses.replace(getattr(cfg, section), **{name: value})
             cfg = dataclasses.replace(cfg, **{section: sub})

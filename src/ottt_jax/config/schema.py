@@ -18,14 +18,16 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
+from ottt_jax import rules
 from ottt_jax import surrogate as surrogate_lib
 from ottt_jax.data import catalog
+from ottt_jax.models import registry as model_registry
 
 __all__ = [
     "ARCHS",
     "COMPUTE_DTYPES",
     "METHODS",
-    "METHOD_SUMMARY",
+    "MODEL_COMMON",
     "OPTIMIZERS",
     "RESUMABLE_KEYS",
     "SCHEDULES",
@@ -38,11 +40,18 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "all_keys",
+    "all_option_names",
     "close_match",
     "coerce",
+    "error_text",
     "field_names",
     "field_type",
+    "is_tuple",
+    "model_entry",
+    "option_archs",
+    "option_error",
     "optional_inner",
+    "section_keys",
     "surrogate_kwargs",
     "type_name",
 ]
@@ -50,11 +59,9 @@ __all__ = [
 
 #: Training methods: OTTT_A (gradients accumulated over T, one update per batch), OTTT_O (an
 #: update after every time step) and the BPTT baseline.
-METHODS = ("ottt_a", "ottt_o", "bptt")
+METHODS = rules.rule_names()
 #: Network architectures.
-ARCHS = ("vgg", "vggf", "nfresnet18", "nfresnet34", "nfresnet50")
-#: The architectures built from ``model.vgg_cfg``.
-VGG_ARCHS = ("vgg", "vggf")
+ARCHS = model_registry.model_names()
 #: Surrogate names understood by :func:`ottt_jax.surrogate.get_surrogate`.
 SURROGATES = surrogate_lib.surrogate_names()
 #: Optimizers.
@@ -63,13 +70,6 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
 #: Compute dtypes of the forward/backward pass.
 COMPUTE_DTYPES = ("float32", "bfloat16")
-
-#: One line per method for :func:`ottt_jax.config.describe`.
-METHOD_SUMMARY = {
-    "ottt_a": "OTTT_A, gradients summed over the T steps, one optimizer update per batch",
-    "ottt_o": "OTTT_O, one optimizer update after every time step (T per batch)",
-    "bptt": "BPTT baseline, gradients through time (memory grows with T)",
-}
 
 
 def _f(default: Any = dataclasses.MISSING, *, doc: str) -> Any:
@@ -86,23 +86,55 @@ def _document(cls: type) -> type:
     return cls
 
 
+def model_entry(arch: str) -> Any:
+    """Return the model-registry entry of ``arch``, or None when no model has that name."""
+    if arch not in model_registry.model_names():
+        return None
+    return model_registry.get_model_entry(arch)
+
+
+def option_archs(name: str) -> list[str]:
+    """Return the registered architectures that have the option ``name``."""
+    return [
+        arch
+        for arch in model_registry.model_names()
+        if name in field_names(model_registry.get_model_entry(arch).options)
+    ]
+
+
+def option_error(arch: str, name: str) -> str:
+    """Return the message for ``model.<name>``, which the architecture ``arch`` does not have."""
+    entry = model_entry(arch)
+    have = ", ".join(field_names(entry.options)) if entry is not None else "none"
+    owners = option_archs(name)
+    where = f"; it applies only to {', '.join(map(repr, owners))}" if owners else ""
+    return f"model.{name} is not an option of model.arch {arch!r} (its options: {have}){where}"
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value  # keep the config hashable
+
+
 @_document
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class ModelConfig:
-    """The spiking network: architecture, LIF neuron, surrogate and regularization (``model.*``)."""
+    """The spiking network: architecture, LIF neuron, surrogate, the arch's options (``model.*``).
+
+    Construct it with the common fields and any option of the architecture as keywords,
+    ``ModelConfig(arch="vgg", vgg_cfg=(32, "M", 64), neuron_dropout=0.1)``; the options are kept
+    as the registry entry's options dataclass in ``options`` and read as attributes
+    (``cfg.model.vgg_cfg``). An option the architecture does not have is a ``ValueError`` naming
+    the architecture and its options. Given an ``options`` object of another architecture (as
+    ``dataclasses.replace(m, arch=...)`` does), the options both architectures have carry over.
+    """
 
     arch: str = _f(
         "vgg",
-        doc="network: 'vgg' (spiking VGG of 3×3 sWS convs laid out by vgg_cfg, then global "
-        "average pooling and a linear classifier), 'vggf' (the same with VGG-F's feedback "
-        "connection from the last block to the first conv), or 'nfresnet18' | 'nfresnet34' | "
-        "'nfresnet50' (normalizer-free pre-activation ResNets, real-valued residual stream).",
-    )
-    vgg_cfg: tuple[int | str, ...] = _f(
-        (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
-        doc="feature layout of 'vgg'/'vggf': an int is a 3×3 sWS conv of that width followed "
-        "by a LIF neuron and Scale(2.74); 'M' is a 2×2 average pool. Must start with a conv. "
-        "The default is the paper's VGG-11. Ignored by the NF-ResNets.",
+        doc="network, a name of the model registry (ottt_jax.models.registry): 'vgg' (spiking "
+        "VGG of 3×3 sWS convs laid out by vgg_cfg, then global average pooling and a linear "
+        "classifier), 'vggf' (the same with VGG-F's feedback connection from the last block to "
+        "the first conv), or 'nfresnet18' | 'nfresnet34' | 'nfresnet50' (normalizer-free "
+        "pre-activation ResNets, real-valued residual stream).",
     )
     num_classes: int = _f(
         10,
@@ -126,24 +158,71 @@ class ModelConfig:
         "window width a for 'rectangular' (default 1), the half-width for 'clamp' (default "
         "v_th). None selects that default. Must be > 0.",
     )
-    neuron_dropout: float = _f(
-        0.0,
-        doc="dropout rate on the spiking neurons' outputs, with one mask per sample sequence "
-        "held for all T steps (official CIFAR10-DVS recipe: 0.1). In [0, 1).",
-    )
-    fc_dropout: float = _f(
-        0.0,
-        doc="dropout rate on the classifier's input, mask fixed over the T steps. In [0, 1).",
-    )
-    stochastic_depth: float = _f(
-        0.0,
-        doc="NF-ResNets only: drop probability of the residual branches, drawn once per block "
-        "and sequence at t = 0 and held for all steps. In [0, 1).",
+    options: Any = dataclasses.field(
+        default=None,
+        metadata={
+            "doc": "the architecture's own settings: an instance of its registry entry's options "
+            "dataclass (ottt_jax.models.registry.get_model_entry(arch).options), set through their "
+            "keys: model.vgg_cfg, model.neuron_dropout, model.fc_dropout for 'vgg'/'vggf'; "
+            "model.stochastic_depth, model.fc_dropout for the NF-ResNets. None gives its defaults."
+        },
     )
 
-    def __post_init__(self):
-        if isinstance(self.vgg_cfg, list):  # keep the config hashable
-            object.__setattr__(self, "vgg_cfg", tuple(self.vgg_cfg))
+    def __init__(self, **kwargs: Any):
+        for fld in dataclasses.fields(ModelConfig):
+            object.__setattr__(self, fld.name, kwargs.pop(fld.name, fld.default))
+        entry = model_entry(self.arch) if isinstance(self.arch, str) else None
+        if entry is None:  # an unknown arch: validate() reports it
+            if kwargs:
+                object.__setattr__(self, "options", {**(self.options or {}), **kwargs})
+            return
+        names = field_names(entry.options)
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            raise ValueError(option_error(self.arch, unknown[0]))
+        given = self.options
+        if given is None:
+            values: dict[str, Any] = {}
+        elif isinstance(given, dict):
+            values = dict(given)
+            bad = [k for k in values if k not in names]
+            if bad:
+                raise ValueError(option_error(self.arch, bad[0]))
+        elif dataclasses.is_dataclass(given) and not isinstance(given, type):
+            values = {k: getattr(given, k) for k in field_names(type(given)) if k in names}
+        else:
+            raise ValueError(
+                f"model.options must be a {entry.options.__name__} (or None); got "
+                f"{type(given).__name__}"
+            )
+        values.update(kwargs)
+        values = {k: _tuples(v) for k, v in values.items()}
+        object.__setattr__(self, "options", entry.options(**values))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "options":
+            raise AttributeError(name)
+        options = self.__dict__.get("options")
+        if dataclasses.is_dataclass(options) and name in field_names(type(options)):
+            return getattr(options, name)
+        if isinstance(options, dict) and name in options:
+            return options[name]
+        raise AttributeError(option_error(self.arch, name))
+
+    def option_names(self) -> list[str]:
+        """Return the option keys of this architecture (``vgg_cfg``, ... for 'vgg')."""
+        if dataclasses.is_dataclass(self.options):
+            return field_names(type(self.options))
+        return list(self.options or {})
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """Return a copy with common fields and/or options changed (like ``dataclasses.replace``).
+
+        Changing ``arch`` keeps the options the new architecture shares with the old one.
+        """
+        kwargs = {name: getattr(self, name) for name in field_names(ModelConfig)}
+        kwargs.update(changes)
+        return ModelConfig(**kwargs)
 
 
 @_document
@@ -317,6 +396,8 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+#: The model keys every architecture has (the rest are its options).
+MODEL_COMMON = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "options")
 TOP_KEYS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in SECTIONS)
 
 #: Keys that may differ between the config saved with a checkpoint and the config that resumes
@@ -372,6 +453,11 @@ def optional_inner(tp: Any) -> tuple[bool, Any]:
     return False, tp
 
 
+def is_tuple(tp: Any) -> bool:
+    """Return whether the field type ``tp`` is a tuple (``tuple`` or ``tuple[...]``)."""
+    return tp is tuple or typing.get_origin(tp) is tuple
+
+
 def type_name(tp: Any) -> str:
     """Return how a value of field type ``tp`` is written, for error messages."""
     optional, tp = optional_inner(tp)
@@ -383,7 +469,7 @@ def type_name(tp: Any) -> str:
         name = "a float"
     elif tp is str:
         name = "a string"
-    elif typing.get_origin(tp) is tuple:
+    elif is_tuple(tp):
         name = "a list of conv widths (ints) and 'M' (pools), e.g. [32,M,64]"
     else:  # pragma: no cover - every field has one of the types above
         name = str(tp)
@@ -408,7 +494,9 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
         return float(value)
     if inner is str and isinstance(value, str):
         return value
-    if typing.get_origin(inner) is tuple and isinstance(value, (list, tuple)):
+    if inner not in (bool, int, float, str) and not is_tuple(inner):
+        return value  # a type this module does not parse (a user option): kept as given
+    if is_tuple(inner) and isinstance(value, (list, tuple)):
         items: list[int | str] = []
         for item in value:
             if isinstance(item, numbers.Integral) and not isinstance(item, bool):
@@ -427,11 +515,34 @@ def close_match(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def all_keys() -> list[str]:
-    """Return every dotted key of a :class:`Config`, in field order."""
+def all_option_names() -> list[str]:
+    """Return the option names of every registered architecture, in registry order, once each."""
+    names: list[str] = []
+    for arch in model_registry.model_names():
+        for name in field_names(model_registry.get_model_entry(arch).options):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def section_keys(section: str, cfg: Config | None = None) -> list[str]:
+    """Return the keys of a section: for ``model`` the common fields then the arch's options.
+
+    Args:
+      section: ``'model'``, ``'data'`` or ``'optim'``.
+      cfg: the config whose ``model.arch`` decides the options; None lists every arch's.
+    """
+    if section != "model":
+        return field_names(SECTIONS[section])
+    options = cfg.model.option_names() if cfg is not None else all_option_names()
+    return [*MODEL_COMMON, *options]
+
+
+def all_keys(cfg: Config | None = None) -> list[str]:
+    """Return every dotted key (of ``cfg``'s architecture, or of any when None), in field order."""
     keys = list(TOP_KEYS)
-    for section, cls in SECTIONS.items():
-        keys += [f"{section}.{name}" for name in field_names(cls)]
+    for section in SECTIONS:
+        keys += [f"{section}.{name}" for name in section_keys(section, cfg)]
     return keys
 
 
@@ -458,3 +569,16 @@ def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
     if model.surrogate == "clamp":  # the paper's 1[|v - V_th| < V_th]: the half-width is V_th
         default = model.v_th
     return {name: default if model.surrogate_param is None else model.surrogate_param}
+
+
+#: The architectures laid out by ``model.vgg_cfg`` (those whose options have it).
+VGG_ARCHS = tuple(option_archs("vgg_cfg"))
+
+
+def error_text(cfg: Any, errors: list[str]) -> str:
+    """Return the ``invalid config 'name': ...`` message of one or more problems."""
+    name = getattr(cfg, "name", "?")
+    if len(errors) == 1:
+        return f"invalid config {name!r}: {errors[0]}"
+    body = "\n".join(f"  - {e}" for e in errors)
+    return f"invalid config {name!r} ({len(errors)} problems):\n{body}"

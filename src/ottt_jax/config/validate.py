@@ -8,28 +8,30 @@ accepts. The dataset facts (classes, image size, the frames rule) are read from
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
 
+from ottt_jax import rules
 from ottt_jax.config.schema import (
-    ARCHS,
     COMPUTE_DTYPES,
-    METHODS,
+    MODEL_COMMON,
     OPTIMIZERS,
     SCHEDULES,
     SECTIONS,
     SURROGATES,
     TOP_KEYS,
-    VGG_ARCHS,
     Config,
     ModelConfig,
     close_match,
     coerce,
+    error_text,
     field_names,
     field_type,
 )
 from ottt_jax.data import catalog
+from ottt_jax.models import registry as model_registry
 
 __all__ = ["validate"]
 
@@ -78,9 +80,9 @@ def _normalize(cfg: Config) -> Config:
     """Check every field's type and return the config with normalized values (int→float etc.)."""
     errors: list[str] = []
 
-    def norm(obj: Any, cls: type, prefix: str) -> dict[str, Any]:
+    def norm(obj: Any, cls: type, prefix: str, names: Iterable[str]) -> dict[str, Any]:
         out = {}
-        for name in field_names(cls):
+        for name in names:
             key = prefix + name
             try:
                 out[name] = coerce(key, getattr(obj, name), field_type(cls, name))
@@ -98,19 +100,18 @@ def _normalize(cfg: Config) -> Config:
         sub = getattr(cfg, section)
         if not isinstance(sub, cls):
             errors.append(f"{section} must be a {cls.__name__}; got {type(sub).__name__}")
+        elif section == "model":
+            common = norm(sub, cls, "model.", MODEL_COMMON)
+            options = sub.options
+            if dataclasses.is_dataclass(options):  # the arch's options, typed by their class
+                ocls = type(options)
+                options = ocls(**norm(options, ocls, "model.", field_names(ocls)))
+            top[section] = ModelConfig(**common, options=options)
         else:
-            top[section] = cls(**norm(sub, cls, section + "."))
+            top[section] = cls(**norm(sub, cls, section + ".", field_names(cls)))
     if errors:
-        raise ValueError(_error_text(cfg, errors))
+        raise ValueError(error_text(cfg, errors))
     return Config(**top)
-
-
-def _error_text(cfg: Config, errors: list[str]) -> str:
-    name = getattr(cfg, "name", "?")
-    if len(errors) == 1:
-        return f"invalid config {name!r}: {errors[0]}"
-    body = "\n".join(f"  - {e}" for e in errors)
-    return f"invalid config {name!r} ({len(errors)} problems):\n{body}"
 
 
 def validate(cfg: Config) -> Config:
@@ -139,7 +140,7 @@ def validate(cfg: Config) -> Config:
 
     # Run level.
     _text(errors, "name", cfg.name)
-    _choice(errors, "method", cfg.method, METHODS)
+    _choice(errors, "method", cfg.method, rules.rule_names())
     _number(errors, "num_steps", cfg.num_steps, lo=1)
     _number(errors, "eval_num_steps", cfg.eval_num_steps, lo=1)
     _number(errors, "loss_beta", cfg.loss_beta, lo=0, hi=1)
@@ -153,22 +154,18 @@ def validate(cfg: Config) -> Config:
     _number(errors, "max_train_steps", cfg.max_train_steps, lo=1)
 
     # Model.
-    _choice(errors, "model.arch", m.arch, ARCHS)
+    _choice(errors, "model.arch", m.arch, model_registry.model_names())
     _number(errors, "model.num_classes", m.num_classes, lo=1)
     _number(errors, "model.decay", m.decay, lo=0, hi=1, lo_open=True)
     _number(errors, "model.v_th", m.v_th, lo=0, lo_open=True)
     _choice(errors, "model.surrogate", m.surrogate, SURROGATES)
     _number(errors, "model.surrogate_param", m.surrogate_param, lo=0, lo_open=True)
+    options = m.option_names()
     for name in ("neuron_dropout", "fc_dropout", "stochastic_depth"):
-        _number(errors, f"model.{name}", getattr(m, name), lo=0, hi=1, hi_open=True)
-    if any(isinstance(c, int) and c < 1 for c in m.vgg_cfg):
+        if name in options:
+            _number(errors, f"model.{name}", getattr(m, name), lo=0, hi=1, hi_open=True)
+    if "vgg_cfg" in options and any(isinstance(c, int) and c < 1 for c in m.vgg_cfg):
         errors.append(f"model.vgg_cfg conv widths must be >= 1; got {list(m.vgg_cfg)}")
-    if m.stochastic_depth > 0 and m.arch in VGG_ARCHS:
-        nf = ", ".join(repr(a) for a in ARCHS if a not in VGG_ARCHS)
-        errors.append(
-            f"model.stochastic_depth applies only to the NF-ResNets ({nf}); got "
-            f"{m.stochastic_depth!r} with model.arch {m.arch!r}"
-        )
 
     # Data.
     _choice(errors, "data.dataset", d.dataset, catalog.dataset_names())
@@ -215,11 +212,11 @@ def validate(cfg: Config) -> Config:
                     f"eval_num_steps must be none or equal to the number of frames ({frames}) "
                     f"for {d.dataset!r}; got {cfg.eval_num_steps}"
                 )
-    if m.arch in VGG_ARCHS:
+    if "vgg_cfg" in options:
         _check_layout(errors, m, spec)
 
     if errors:
-        raise ValueError(_error_text(cfg, errors))
+        raise ValueError(error_text(cfg, errors))
     return cfg
 
 
