@@ -13,7 +13,6 @@ both sections run in one process.
 
 from __future__ import annotations
 
-import importlib
 import math
 import shutil
 import statistics
@@ -84,11 +83,12 @@ def run_digits(
     key = (method, seed, epochs, tuple(overrides))
     if key in _CACHE and not keep_workdir:
         return _CACHE[key]
-    train = importlib.import_module("ottt_jax.train")
+    from ottt_jax import training
+
     cfg = digits_config(method, seed, epochs=epochs, overrides=overrides)
     workdir = tempfile.mkdtemp(prefix="ottt_bench_")
     t0 = time.perf_counter()
-    r = train.train(cfg, workdir=workdir, devices=jax.devices()[:1])
+    r = training.train(cfg, workdir=workdir, devices=jax.devices()[:1])
     wall = time.perf_counter() - t0
     out = {
         "cfg": cfg,

@@ -17,7 +17,6 @@ Run ``python -m benchmarks.firing [--quick]`` to print the section.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -377,9 +376,9 @@ def run(quick: bool) -> Section:
     Returns:
       The section: setup, tables, figure and claims.
     """
+    from ottt_jax import training
     from ottt_jax.data.digits import load_digits_split
 
-    train = importlib.import_module("ottt_jax.train")
     with Timer() as total:
         epochs = QUICK_EPOCHS if quick else None
         x_test, y_test = load_digits_split("test")
@@ -387,7 +386,7 @@ def run(quick: bool) -> Section:
         for method in METHODS:
             r = run_digits(method, SEED, epochs=epochs)
             runs[method] = r
-            model = train.build_model(r["cfg"])
+            model = training.build_model(r["cfg"])
             digits[LABELS[method]] = measure(model, r["params"], x_test, r["cfg"].num_steps)
         with Timer() as tv:
             vgg = _vgg11_at_init()

@@ -2,14 +2,13 @@
 
 One OTTT_A model is trained on digits with T = 6 (the ``digits`` preset with ``num_steps=6``) and
 its final checkpoint is evaluated at ``T_eval`` ∈ {1, 2, 4, 6, 8, 12, 16} with
-``ottt_jax.train.evaluate_checkpoint``.
+``ottt_jax.training.evaluate_checkpoint``.
 
 Run ``python -m benchmarks.time_steps [--quick]`` to print the section.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import sys
 from collections.abc import Mapping
@@ -85,7 +84,8 @@ def run(quick: bool) -> Section:
     """
     import jax
 
-    train = importlib.import_module("ottt_jax.train")
+    from ottt_jax import training
+
     with Timer() as total:
         epochs = QUICK_EPOCHS if quick else None
         r = run_digits(
@@ -95,7 +95,7 @@ def run(quick: bool) -> Section:
             evals = {}
             for t in EVAL_STEPS:
                 with Timer() as tm:
-                    e = train.evaluate_checkpoint(
+                    e = training.evaluate_checkpoint(
                         r["workdir"], num_steps=t, which="latest", devices=jax.devices()[:1]
                     )
                 evals[t] = (e, tm.seconds)
@@ -137,7 +137,7 @@ def run(quick: bool) -> Section:
     setup = (
         "Setup: `config.get_config('digits', ['num_steps=6'])` (OTTT_A, seed 0, otherwise the "
         f"section-3 preset), trained for {n_epochs} epochs ({r['steps']} iterations, "
-        f"{r['wall']:.1f} s wall), then `train.evaluate_checkpoint(workdir, num_steps=T_eval, "
+        f"{r['wall']:.1f} s wall), then `training.evaluate_checkpoint(workdir, num_steps=T_eval, "
         "which='latest')` on the 360 test images: the final weights, the same static image fed "
         "at every step, prediction `argmax Σ_t out_t`. " + mode
     )

@@ -226,11 +226,10 @@ def test_prepare_entry_point_validates_and_needs_no_tensorflow_for_dvs(tmp_path)
 
 def test_trainer_runs_on_event_sequences(built_dvs, tmp_path):
     """End to end on the synthetic build: time-major frames, one frame per step, neuron dropout."""
-    import importlib
+    import ottt_jax
 
-    train = importlib.import_module("ottt_jax.train")
     data_dir, _, _ = built_dvs
-    r = train.train(
+    r = ottt_jax.train(
         "cifar10dvs_vgg",
         [
             "progress=false",

@@ -10,7 +10,8 @@ Core (pure functions over pytrees):
 * :mod:`ottt_jax.rules` — the gradient-rule registry (:func:`get_rule`, :func:`register_rule`).
 * :mod:`ottt_jax.losses` — the paper's instantaneous loss.
 
-``ottt_jax.train(cfg)`` (the training entry point) is imported lazily.
+``ottt_jax.train(cfg)`` (the training entry point, :func:`ottt_jax.training.train`) is imported
+lazily.
 """
 
 from ottt_jax.losses import instantaneous_loss
@@ -66,9 +67,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "train":
-        from ottt_jax.train import train
+    if name == "train":  # lazy: the training package imports the whole library
+        from ottt_jax.training import train
 
-        globals()["train"] = train  # the import bound the submodule here; bind the function
         return train
     raise AttributeError(f"module 'ottt_jax' has no attribute {name!r}")

@@ -1,0 +1,243 @@
+"""Build what a run needs from its config: the rule, the model, the optimizer and the devices.
+
+Every fact is derived once here: the gradient rule comes from the registry by ``cfg.method``
+(:func:`ottt_jax.rules.get_rule`), the model is built with that rule's mode (so a model and a rule
+can never disagree), and the learning-rate schedule counts ``rule.updates_per_batch(T)`` optimizer
+updates per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ottt_jax import config as config_lib
+from ottt_jax import data as data_lib
+from ottt_jax import rules
+from ottt_jax.models import registry as model_registry
+from ottt_jax.neuron import LIF
+from ottt_jax.surrogate import get_surrogate
+
+__all__ = [
+    "Setup",
+    "build_model",
+    "build_neuron",
+    "build_rule",
+    "compute_dtype",
+    "initialize_distributed",
+    "make_optimizer",
+    "make_schedule",
+    "make_setup",
+    "per_host_batch",
+    "update_count",
+]
+
+
+class Setup(NamedTuple):
+    """The static parts of a run (nothing here changes while training).
+
+    Attributes:
+      cfg: the validated config.
+      info: the dataset's facts (``frame_shape``, ``is_sequence``...).
+      rule: the gradient rule (:class:`ottt_jax.rules.Rule`) named by ``cfg.method``.
+      model: the model, built with ``rule.mode``.
+      mesh: a 1-D ``('data',)`` mesh over the devices.
+      batch_sharding: batches split along their leading axis over the mesh.
+      replicated: parameters and metrics, replicated on every device.
+    """
+
+    cfg: config_lib.Config
+    info: Any
+    rule: Any
+    model: Any
+    mesh: jax.sharding.Mesh
+    batch_sharding: NamedSharding
+    replicated: NamedSharding
+
+
+def compute_dtype(cfg: config_lib.Config) -> Any:
+    """Return the dtype ``cfg.compute_dtype`` names (``jnp.bfloat16`` or ``jnp.float32``)."""
+    return jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else jnp.float32
+
+
+def build_rule(cfg: config_lib.Config) -> Any:
+    """Return the gradient rule ``cfg.method`` names, from :mod:`ottt_jax.rules`."""
+    return rules.get_rule(cfg.method)
+
+
+def build_neuron(cfg: config_lib.Config) -> LIF:
+    """Return the configured LIF neuron (``model.decay``, ``model.v_th``, the surrogate)."""
+    m = cfg.model
+    surrogate = get_surrogate(m.surrogate, **config_lib.surrogate_kwargs(m))
+    return LIF(decay=m.decay, v_th=m.v_th, surrogate=surrogate)
+
+
+def build_model(cfg: config_lib.Config, *, mode: Any = None) -> Any:
+    """Build the configured model through the model registry (``model.arch`` names the entry).
+
+    Args:
+      cfg: a validated config.
+      mode: the :class:`~ottt_jax.mode.Mode` to build it with (default: that of the rule
+        ``cfg.method`` names).
+
+    Returns:
+      A Flax module following the model protocol (``init_state``, a one-step ``__call__``).
+    """
+    m = cfg.model
+    mode = build_rule(cfg).mode if mode is None else mode
+    entry = model_registry.get_model_entry(m.arch)
+    options = {f.name: getattr(m, f.name) for f in dataclasses.fields(entry.options)}
+    return model_registry.build_model(
+        m.arch,
+        num_classes=m.num_classes,
+        neuron=build_neuron(cfg),
+        mode=mode,
+        dtype=compute_dtype(cfg),
+        options=options,
+    )
+
+
+def update_count(cfg: config_lib.Config, batches: int) -> int:
+    """Return the optimizer updates made by ``batches`` batches: ``batches · updates_per_batch(T)``.
+
+    Args:
+      cfg: the config (``method``, ``num_steps``).
+      batches: the number of training batches (the trainer's step).
+
+    Returns:
+      The update count the learning-rate schedule reads (OTTT_O: T per batch; others 1).
+    """
+    return batches * build_rule(cfg).updates_per_batch(cfg.num_steps)
+
+
+def make_schedule(cfg: config_lib.Config, steps_per_epoch: int) -> Callable[[Any], jax.Array]:
+    """Return the learning-rate schedule, a function of the optimizer's update count.
+
+    The cosine is stepped per epoch, as the authors' ``CosineAnnealingLR``:
+    ``lr(e) = min_lr + (lr − min_lr)·(1 + cos(π e / epochs))/2`` with ``e = ⌊count / U⌋`` and
+    ``U = steps_per_epoch · updates_per_batch(T)`` updates per epoch; warmup multiplies it by
+    ``min(1, (count + 1)/(warmup_epochs · U))``, linear per update.
+
+    Args:
+      cfg: the config (``optim`` section, ``method``, ``num_steps``).
+      steps_per_epoch: batches per epoch.
+
+    Returns:
+      ``schedule(count) -> lr`` (float32 scalar).
+    """
+    o = cfg.optim
+    per_epoch = max(1, update_count(cfg, steps_per_epoch))
+    warmup = o.warmup_epochs * per_epoch
+
+    def schedule(count):
+        count = jnp.asarray(count, jnp.float32)
+        if o.schedule == "cosine":
+            epoch = jnp.floor(count / per_epoch)
+            lr = o.min_lr + (o.lr - o.min_lr) * 0.5 * (1 + jnp.cos(jnp.pi * epoch / o.epochs))
+        else:
+            lr = jnp.asarray(o.lr, jnp.float32)
+        if warmup > 0:
+            lr = lr * jnp.minimum(1.0, (count + 1) / warmup)
+        return lr
+
+    return schedule
+
+
+def make_optimizer(
+    cfg: config_lib.Config, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, Callable[[Any], Any]]:
+    """Return the optimizer and its learning-rate schedule (:func:`make_schedule`).
+
+    Args:
+      cfg: the config (``optim`` section, ``method``, ``num_steps``).
+      steps_per_epoch: batches per epoch.
+
+    Returns:
+      ``(optimizer, schedule)``: optional global-norm clipping, then SGD (PyTorch weight decay
+      semantics, optional momentum / Nesterov) or AdamW, both driven by ``schedule``.
+    """
+    o = cfg.optim
+    schedule = make_schedule(cfg, steps_per_epoch)
+    parts = []
+    if o.grad_clip is not None:
+        parts.append(optax.clip_by_global_norm(o.grad_clip))
+    if o.name == "sgd":
+        if o.weight_decay:
+            parts.append(optax.add_decayed_weights(o.weight_decay))  # PyTorch SGD semantics
+        parts.append(optax.sgd(schedule, momentum=o.momentum or None, nesterov=o.nesterov))
+    else:
+        parts.append(
+            optax.adamw(
+                schedule, b1=o.adam_b1, b2=o.adam_b2, eps=o.adam_eps, weight_decay=o.weight_decay
+            )
+        )
+    return optax.chain(*parts), schedule
+
+
+def per_host_batch(global_batch: int, n_devices: int, *, pad: bool = False) -> int:
+    """Return this host's share of a global batch.
+
+    Args:
+      global_batch: the global batch size.
+      n_devices: the number of devices in the mesh.
+      pad: round ``global_batch`` up to a multiple of ``n_devices`` (evaluation, which masks the
+        padding) instead of refusing it.
+
+    Returns:
+      ``global_batch / process_count`` (after rounding up when ``pad``).
+
+    Raises:
+      ValueError: naming ``data.batch_size`` when it does not divide by the device count.
+    """
+    if global_batch % n_devices:
+        if not pad:
+            raise ValueError(
+                f"data.batch_size={global_batch} must be divisible by the number of devices "
+                f"({n_devices}); choose a multiple of {n_devices}"
+            )
+        global_batch = n_devices * math.ceil(global_batch / n_devices)
+    return global_batch // jax.process_count()
+
+
+def make_setup(cfg: config_lib.Config, devices: Sequence[jax.Device] | None = None) -> Setup:
+    """Return the :class:`Setup` of a run: dataset facts, rule, model, mesh and shardings.
+
+    Args:
+      cfg: a validated config.
+      devices: the devices to run on (default: all).
+
+    Returns:
+      The setup.
+    """
+    info = data_lib.get_dataset_info(cfg.data.dataset, num_frames=cfg.effective_num_frames)
+    rule = build_rule(cfg)
+    model = build_model(cfg, mode=rule.mode)
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+    return Setup(
+        cfg=cfg,
+        info=info,
+        rule=rule,
+        model=model,
+        mesh=mesh,
+        batch_sharding=NamedSharding(mesh, P("data")),
+        replicated=NamedSharding(mesh, P()),
+    )
+
+
+def initialize_distributed(**kwargs: Any) -> None:
+    """Initialize multi-host JAX (``jax.distributed.initialize``) once, before any computation.
+
+    On SLURM / TPU pods / with ``JAX_COORDINATOR_ADDRESS`` set, JAX detects the cluster itself;
+    otherwise pass ``coordinator_address``, ``num_processes`` and ``process_id``.
+    """
+    jax.distributed.initialize(**kwargs)

@@ -1,0 +1,415 @@
+"""The training loop ``train(cfg)``, evaluation, and evaluation of a saved run.
+
+Multi-host runs call :func:`~ottt_jax.training.build.initialize_distributed` first
+(``ottt-train --multihost``); each host loads its own shard of every global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+
+from ottt_jax import config as config_lib
+from ottt_jax import data as data_lib
+from ottt_jax.checkpoint import (
+    Checkpointer,
+    IncompatibleCheckpointError,
+    decode_iterator_state,
+    encode_iterator_state,
+)
+from ottt_jax.training.build import (
+    Setup,
+    make_optimizer,
+    make_setup,
+    per_host_batch,
+    update_count,
+)
+from ottt_jax.training.logging import MetricsLogger, plot_curves, progress_bar, summary
+from ottt_jax.training.steps import init_train_state, make_eval_step, make_train_step
+
+__all__ = [
+    "TrainingDivergedError",
+    "device_batch",
+    "evaluate",
+    "evaluate_checkpoint",
+    "train",
+]
+
+PyTree = Any
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _global_array(sharding: NamedSharding, local: np.ndarray) -> jax.Array:
+    return jax.make_array_from_process_local_data(sharding, local)
+
+
+def device_batch(s: Setup, batch: dict) -> tuple[jax.Array, jax.Array]:
+    """Return a loader batch as global ``(images float32, labels int32)`` sharded over the mesh.
+
+    Args:
+      s: the run's setup.
+      batch: ``{'image': [B_host, ...], 'label': [B_host]}`` from this host's loader.
+
+    Returns:
+      ``(images, labels)`` with the global batch ``B_host · process_count``.
+    """
+    images = np.asarray(batch["image"], np.float32)
+    labels = np.asarray(batch["label"], np.int32)
+    return _global_array(s.batch_sharding, images), _global_array(s.batch_sharding, labels)
+
+
+def evaluate(
+    s: Setup, params: PyTree, *, num_steps: int, data_dir: str | None = None
+) -> dict[str, float]:
+    """Evaluate ``params`` on the test split with ``num_steps`` time steps.
+
+    The last batch is padded to ``data.eval_batch_size`` (one compiled shape) and the padding is
+    masked out of every sum.
+
+    Args:
+      s: the run's setup.
+      params: the parameters (replicated).
+      num_steps: ``T_eval``.
+      data_dir: override ``cfg.data.data_dir``.
+
+    Returns:
+      ``{'accuracy', 'loss', 'count'}``; accuracy uses ``argmax Σ_t out_t`` (the paper's rule),
+      loss is the per-step cross-entropy averaged over steps and samples, count the examples.
+    """
+    cfg = s.cfg
+    per_host = per_host_batch(cfg.data.eval_batch_size, s.mesh.size, pad=True)
+    loader = data_lib.make_loader(
+        cfg.data.dataset,
+        "test",
+        batch_size=per_host,
+        seed=cfg.seed,
+        data_dir=data_dir or cfg.data.data_dir,
+        drop_remainder=False,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        worker_count=cfg.data.worker_count,
+        num_frames=cfg.effective_num_frames,
+    )
+    step = make_eval_step(s, num_steps)
+    tot = {"correct": 0.0, "loss": 0.0, "count": 0.0}
+    for batch in loader:
+        images = np.asarray(batch["image"], np.float32)
+        labels = np.asarray(batch["label"], np.int32)
+        mask = np.ones(len(labels), np.float32)
+        pad = per_host - len(labels)
+        if pad:  # keep one compiled shape: pad the last batch and mask the padding out
+            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), np.float32)])
+            labels = np.concatenate([labels, np.zeros(pad, np.int32)])
+            mask = np.concatenate([mask, np.zeros(pad, np.float32)])
+        out = step(
+            params,
+            _global_array(s.batch_sharding, images),
+            _global_array(s.batch_sharding, labels),
+            _global_array(s.batch_sharding, mask),
+        )
+        for k in tot:
+            tot[k] += float(out[k])
+    count = max(tot["count"], 1.0)
+    return {"accuracy": tot["correct"] / count, "loss": tot["loss"] / count, "count": tot["count"]}
+
+
+def _check_compatible(saved: dict, cfg: config_lib.Config) -> None:
+    saved_cfg = config_lib.from_dict(saved)
+    diffs = config_lib.diff(saved_cfg, cfg, ignore=config_lib.RESUMABLE_KEYS)
+    if diffs:
+        raise IncompatibleCheckpointError(
+            "the checkpoint in the workdir was written with a different config; refusing to "
+            "resume. Differences (checkpoint != requested):\n  " + "\n  ".join(diffs)
+        )
+
+
+class _InterruptFlag:
+    """Defer Ctrl-C (SIGINT) to the next step boundary, so the checkpoint is exact.
+
+    A second Ctrl-C interrupts immediately.
+    """
+
+    def __init__(self):
+        self.flag = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+def train(
+    cfg: config_lib.Config | str,
+    overrides: Sequence[str] | dict | None = None,
+    *,
+    workdir: str | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train a spiking network with the gradient rule ``cfg.method`` names.
+
+    Args:
+      cfg: a :class:`~ottt_jax.config.Config` or a preset name (``'digits'``, ``'cifar10_vgg'``...).
+      overrides: dotted ``key=value`` overrides applied to ``cfg``.
+      workdir: where checkpoints, ``metrics.jsonl`` and ``curves.png`` go (default
+        ``cfg.workdir`` or ``runs/<name>``). A workdir with a checkpoint resumes from it.
+      devices: devices to train on (default: all); the global batch must divide by their number.
+      on_step: called as ``on_step(step)`` after every training step (``step`` counts from 1),
+        before logging, evaluation and saving; a Ctrl-C (SIGINT) raised in it stops the run
+        with an exact checkpoint at ``step``.
+
+    Returns:
+      ``{'test_accuracy', 'test_loss', 'best_test_accuracy', 'train_accuracy', 'train_loss',
+      'steps', 'epochs', 'seconds', 'workdir', 'checkpoint', 'best_checkpoint', 'metrics',
+      'curves', 'params'}``.
+
+    Raises:
+      TrainingDivergedError: the loss became non-finite (the last good checkpoint is kept).
+      IncompatibleCheckpointError: the workdir holds a checkpoint of another config.
+    """
+    if isinstance(cfg, str):
+        cfg = config_lib.get_config(cfg, overrides or ())
+    elif overrides:
+        cfg = config_lib.apply_overrides(cfg, overrides)
+    else:
+        cfg = config_lib.validate(cfg)
+    workdir = os.path.abspath(workdir or cfg.workdir or os.path.join("runs", cfg.name))
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+
+    s = make_setup(cfg, devices)
+    per_host = per_host_batch(cfg.data.batch_size, s.mesh.size)
+    loader = data_lib.make_loader(
+        cfg.data.dataset,
+        "train",
+        batch_size=per_host,
+        seed=cfg.seed,
+        data_dir=cfg.data.data_dir,
+        augment=cfg.data.augment,
+        drop_remainder=True,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        worker_count=cfg.data.worker_count,
+        num_frames=cfg.effective_num_frames,
+    )
+    steps_per_epoch = loader.steps_per_epoch
+    total_steps = cfg.optim.epochs * steps_per_epoch
+    if cfg.max_train_steps is not None:
+        total_steps = min(total_steps, cfg.max_train_steps)
+    tx, schedule = make_optimizer(cfg, steps_per_epoch)
+    ts = init_train_state(s, tx)
+    ckpt = Checkpointer(workdir, max_to_keep=cfg.max_checkpoints)
+    it = iter(loader)
+    best_acc, history = -1.0, []
+    meta_cfg = config_lib.to_dict(cfg)
+
+    if ckpt.latest_step() is not None:
+        if not cfg.resume:
+            raise ValueError(
+                f"workdir {workdir} already holds a checkpoint (step {ckpt.latest_step()}) and "
+                "resume=false; pass another --workdir or set resume=true"
+            )
+        meta = ckpt.read_meta()
+        _check_compatible(meta["config"], cfg)
+        ts, meta = ckpt.restore(ts)
+        ts = jax.device_put(ts, s.replicated)
+        it.set_state(decode_iterator_state(meta["data_state"]))
+        best_acc = meta.get("best_accuracy", -1.0)
+        if is_main:
+            print(f"resumed from {ckpt.latest_dir}/{int(ts.step)} (epoch {meta['epoch']})")
+
+    train_step = make_train_step(s, tx)
+    eval_t = cfg.effective_eval_num_steps
+    logger = MetricsLogger(workdir, is_main)
+
+    def save(step: int, best: bool = False, eval_acc: float | None = None):
+        meta = {
+            "config": meta_cfg,
+            "step": step,
+            "epoch": step // steps_per_epoch,
+            "data_state": encode_iterator_state(it.get_state()),
+            "best_accuracy": best_acc,
+            "eval_accuracy": eval_acc,
+        }
+        ckpt.save(step, ts, meta, best=best)
+
+    step = int(ts.step)
+    bar = progress_bar(cfg.progress and is_main, total_steps, step)
+    run_loss = run_acc = 0.0
+    run_batches = 0
+    t0 = t_last = time.perf_counter()
+    last_eval: dict[str, float] = {}
+    train_acc = train_loss = float("nan")
+    pending: list[tuple[int, dict]] = []
+
+    def flush() -> None:
+        """Pull pending step metrics to the host; stop on a non-finite loss before any save."""
+        nonlocal run_loss, run_acc, run_batches
+        for at, m in jax.device_get(pending):
+            loss = float(m["loss"])
+            if not (math.isfinite(loss) and bool(m["finite"])):
+                last = ckpt.latest_step()
+                where = (
+                    f"the last good checkpoint is {ckpt.latest_dir}/{last}"
+                    if last is not None
+                    else "no checkpoint had been written yet"
+                )
+                raise TrainingDivergedError(
+                    f"non-finite training loss or parameters (loss {loss}) at step {at} (epoch "
+                    f"{(at - 1) // steps_per_epoch}); stopped. {where}"
+                )
+            run_loss += loss
+            run_acc += float(m["accuracy"])
+            run_batches += 1
+        pending.clear()
+
+    interrupted = _InterruptFlag()
+    try:
+        while step < total_steps:
+            images, labels = device_batch(s, next(it))
+            ts, m = train_step(ts, images, labels)
+            step += 1
+            pending.append((step, m))  # synced lazily: the host keeps feeding the device
+            if on_step is not None:
+                on_step(step)
+            epoch_end = step % steps_per_epoch == 0 or step == total_steps
+            epoch = math.ceil(step / steps_per_epoch)
+            do_eval = epoch_end and (epoch % cfg.eval_every_epochs == 0 or step == total_steps)
+            do_save = do_eval or step % cfg.checkpoint_every_steps == 0
+            if step % cfg.log_every == 0 or step == total_steps or do_save:
+                flush()
+            if step % cfg.log_every == 0 or step == total_steps:
+                now = time.perf_counter()
+                train_loss = run_loss / max(run_batches, 1)
+                train_acc = run_acc / max(run_batches, 1)
+                ips = run_batches * cfg.data.batch_size / max(now - t_last, 1e-9)
+                rec = {
+                    "kind": "train",
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "loss": train_loss,
+                    "accuracy": train_acc,
+                    "lr": float(schedule(update_count(cfg, step))),
+                    "images_per_sec": ips,
+                }
+                logger.write(rec)
+                history.append(rec)
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{train_loss:.4f}", acc=f"{train_acc:.3f}", ips=f"{ips:.0f}"
+                    )
+                run_loss = run_acc = 0.0
+                run_batches = 0
+                t_last = now
+            if bar is not None:
+                bar.update(1)
+            if do_eval:
+                last_eval = evaluate(s, ts.params, num_steps=eval_t)
+                rec = {"kind": "eval", "step": step, "epoch": epoch, **last_eval}
+                logger.write(rec)
+                history.append(rec)
+                improved = last_eval["accuracy"] > best_acc
+                best_acc = max(best_acc, last_eval["accuracy"])
+                save(step, best=improved and cfg.keep_best, eval_acc=last_eval["accuracy"])
+            elif do_save:
+                save(step)
+            if interrupted.flag:  # Ctrl-C lands here, between two whole steps
+                flush()
+                save(step)
+                if is_main:
+                    print(f"\ninterrupted at step {step}; checkpoint saved, rerun to resume")
+                raise KeyboardInterrupt
+    finally:
+        interrupted.restore()
+        if bar is not None:
+            bar.close()
+        logger.close()
+
+    if ckpt.latest_step() != step:
+        save(step)
+    if not last_eval:
+        last_eval = evaluate(s, ts.params, num_steps=eval_t)
+    seconds = time.perf_counter() - t0
+    curves = plot_curves(
+        os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "curves.png")
+    )
+    result = {
+        "test_accuracy": last_eval["accuracy"],
+        "test_loss": last_eval["loss"],
+        "best_test_accuracy": max(best_acc, last_eval["accuracy"]),
+        "train_accuracy": train_acc,
+        "train_loss": train_loss,
+        "steps": step,
+        "epochs": step / steps_per_epoch,
+        "seconds": seconds,
+        "workdir": workdir,
+        "checkpoint": f"{ckpt.latest_dir}/{ckpt.latest_step()}",
+        "best_checkpoint": (
+            f"{ckpt.best_dir}/{ckpt.best_step()}" if ckpt.best_step() is not None else None
+        ),
+        "metrics": os.path.join(workdir, "metrics.jsonl"),
+        "curves": curves,
+        "params": ts.params,
+    }
+    ckpt.close()
+    if is_main and cfg.progress:
+        print(summary(cfg, result))
+    return result
+
+
+def evaluate_checkpoint(
+    workdir: str,
+    *,
+    num_steps: int | None = None,
+    which: str = "best",
+    data_dir: str | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint at any number of time steps.
+
+    Args:
+      workdir: the training run's directory.
+      num_steps: ``T_eval`` (default: the run's ``eval_num_steps``).
+      which: 'best' (falls back to 'latest' when there is none) or 'latest'.
+      data_dir: override the data directory.
+      devices: devices to evaluate on (default: all).
+
+    Returns:
+      ``{'accuracy', 'loss', 'count', 'num_steps', 'step', 'checkpoint'}``.
+    """
+    ckpt = Checkpointer(workdir)
+    if which == "best" and ckpt.best_step() is None:
+        which = "latest"
+    meta = ckpt.read_meta(which)
+    if meta is None:
+        raise FileNotFoundError(
+            f"no checkpoint under {workdir} (expected {ckpt.latest_dir}/<step>)"
+        )
+    cfg = config_lib.from_dict(meta["config"])
+    s = make_setup(cfg, devices)
+    tx, _ = make_optimizer(cfg, 1)
+    ts, meta = ckpt.restore(init_train_state(s, tx), which=which)
+    ckpt.close()
+    t = num_steps or cfg.effective_eval_num_steps
+    out = evaluate(s, jax.device_put(ts.params, s.replicated), num_steps=t, data_dir=data_dir)
+    return {**out, "num_steps": t, "step": int(ts.step), "checkpoint": which}
