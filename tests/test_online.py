@@ -21,6 +21,7 @@ from ottt_jax.online import (
     ottt_update,
     three_factor_grad,
 )
+from ottt_jax.rules import get_rule
 from ottt_jax.surrogate import Sigmoid
 from ottt_jax.trace import dense_spike_trace, spike_trace, update_trace
 
@@ -267,7 +268,7 @@ class TinyConvSNN(nn.Module):
         return out, {"n1": n1, "n2": n2}
 
     def init_state(self, batch, hw=16):
-        lif = LIF()
+        lif = LIF(mode=self.mode)
         return {"n1": lif.init_state((batch, hw, hw, 8)), "n2": lif.init_state((batch, hw, hw, 16))}
 
 
@@ -282,15 +283,16 @@ def _tiny_setup(batch=8, mode=OTTT):
 
 
 def test_user_flax_model_trains_with_ottt_a():
-    model, step, params, x, y = _tiny_setup()
+    rule = get_rule("ottt_a")
+    model, step, params, x, y = _tiny_setup(mode=rule.mode)
     opt = optax.sgd(0.5, momentum=0.9)
     loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=4)
 
     @jax.jit
     def train_step(params, opt_state):
-        res = ottt_grad(step, loss_fn, params, model.init_state(8), x, y, num_steps=4)
-        updates, opt_state = opt.update(res.grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, res.loss
+        st = model.init_state(8)
+        res = rule.apply(step, loss_fn, opt, params, opt_state, st, x, y, num_steps=4)
+        return res.params, res.opt_state, res.loss
 
     opt_state = opt.init(params)
     losses = []
