@@ -135,3 +135,35 @@ def test_invalid_tau_and_input_shape():
     n = LIF()
     with pytest.raises(ValueError, match=r"LIF input x has shape \(3,\) but the state expects"):
         n(n.init_state((2,)), jnp.ones(3))
+
+
+def test_mode_is_validated_and_its_properties_follow_the_fields():
+    from ottt_jax.mode import SLTT, Mode
+
+    assert (OTTT, SLTT, BPTT) == (
+        Mode("detached", "trace"),
+        Mode("detached", "instantaneous"),
+        Mode("kept", "autodiff"),
+    )
+    assert [m.detach_membrane for m in (OTTT, SLTT, BPTT)] == [True, True, False]
+    assert [m.keeps_trace for m in (OTTT, SLTT, BPTT)] == [True, False, True]
+    assert [m.trace_rule for m in (OTTT, SLTT, BPTT)] == [True, False, False]
+    with pytest.raises(ValueError, match=r"Mode\.temporal must be one of"):
+        Mode("online", "trace")
+    with pytest.raises(ValueError, match=r"Mode\.synapse must be one of .*'autodiff'"):
+        Mode("kept", "bptt")
+    with pytest.raises(ValueError, match="LIF mode must be"):
+        LIF(mode=True)
+    # a mode without a trace: the state carries none; with_mode keeps λ, V_th and the surrogate
+    n = LIF(decay=0.25, v_th=0.5).with_mode(SLTT)
+    assert (n.decay, n.v_th, n.mode) == (0.25, 0.5, SLTT)
+    st = n.init_state((2,))
+    assert st.trace is None
+    s, st = n(st, jnp.array([0.6, 0.1]))
+    assert st.trace is None and s.tolist() == [1.0, 0.0]
+
+    def spikes_at_step_1(x0):  # the detached membrane: no gradient back to step 0's input
+        _, st1 = n(n.init_state((2,)), x0)
+        return n(st1, jnp.full((2,), 0.4))[0].sum()
+
+    np.testing.assert_array_equal(jax.grad(spikes_at_step_1)(jnp.array([0.3, 0.2])), 0.0)
