@@ -5,12 +5,13 @@ Command line::
     python -m ottt_jax.data.prepare NAME [--manual_dir DIR] [--data_dir DIR] [--num_frames T]
 
 * ``cifar10_dvs``: from the extracted AEDAT folders in ``--manual_dir``; no TensorFlow needed.
-* ``cifar10`` / ``cifar100``: from ``cifar-10-binary.tar.gz`` / ``cifar-100-binary.tar.gz`` in
-  ``--manual_dir`` (without it TFDS downloads them); TFDS encodes the images with TensorFlow, so
-  install the ``prepare`` extra (``pip install "ottt_jax[prepare]"``, plus ``importlib_resources``,
-  which TFDS 4.9 imports without declaring it) for this step only.
+* ``cifar10`` / ``cifar100``: from the python-version archives ``cifar-10-python.tar.gz`` /
+  ``cifar-100-python.tar.gz`` in ``--manual_dir`` (without it they are downloaded); no TensorFlow
+  needed (:mod:`ottt_jax.data.cifar_archive` writes TFDS's own layout, PNG-encoded with Pillow).
 * ``imagenet2012``: from ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar`` in
-  ``--manual_dir``; needs TensorFlow as above.
+  ``--manual_dir``; TFDS encodes the images with TensorFlow, so install the ``prepare`` extra
+  (``pip install "ottt_jax[prepare]"``, plus ``importlib_resources``, which TFDS 4.9 imports
+  without declaring it) for this step only.
 * ``digits``: nothing to do (it ships with scikit-learn).
 """
 
@@ -56,6 +57,10 @@ def prepare_dataset(
                 "manual_dir is required for cifar10_dvs:\n" + cifar10_dvs.MANUAL_INSTRUCTIONS
             )
         return cifar10_dvs.prepare(manual_dir, data_dir, info.num_frames)
+    if name in ("cifar10", "cifar100"):
+        from ottt_jax.data import cifar_archive
+
+        return cifar_archive.prepare(name, manual_dir, data_dir)
     missing = [m for m in ("tensorflow", "importlib_resources") if not importlib.util.find_spec(m)]
     if missing:
         raise ImportError(
