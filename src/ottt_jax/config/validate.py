@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ottt_jax import rules
@@ -29,9 +29,14 @@ from ottt_jax.config.schema import (
     error_text,
     field_names,
     field_type,
+    surrogate_kwargs,
 )
 from ottt_jax.data import catalog
+from ottt_jax.data.pipeline import check_batch_size
 from ottt_jax.models import registry as model_registry
+from ottt_jax.models.common import check_rate
+from ottt_jax.neuron import LIF
+from ottt_jax.surrogate import get_surrogate
 
 __all__ = ["validate"]
 
@@ -69,6 +74,18 @@ def _number(
         interval = f"{'<' if hi_open else '<='} {hi:g}"
     kind = "an int" if isinstance(value, int) else "a finite number"
     errors.append(f"{key} must be {kind} {interval}; got {value!r}")
+
+
+def _owned(errors: list[str], key: str, check: Callable[[], Any]) -> None:
+    """Run the owning object's own check and report its ValueError under the config ``key``."""
+    try:
+        check()
+    except ValueError as e:
+        errors.append(f"{key}: {e}")
+
+
+def _surrogate_spec(m: ModelConfig) -> dict[str, Any]:
+    return {"spec": m.surrogate, **surrogate_kwargs(m)}
 
 
 def _text(errors: list[str], key: str, value: str | None) -> None:
@@ -156,22 +173,24 @@ def validate(cfg: Config) -> Config:
     # Model.
     _choice(errors, "model.arch", m.arch, model_registry.model_names())
     _number(errors, "model.num_classes", m.num_classes, lo=1)
-    _number(errors, "model.decay", m.decay, lo=0, hi=1, lo_open=True)
-    _number(errors, "model.v_th", m.v_th, lo=0, lo_open=True)
+    # Single-object rules are the objects' own: the neuron, the surrogate, the models' rates.
+    _owned(errors, "model.decay", lambda: LIF(decay=m.decay))
+    _owned(errors, "model.v_th", lambda: LIF(v_th=m.v_th))
     _choice(errors, "model.surrogate", m.surrogate, SURROGATES)
-    _number(errors, "model.surrogate_param", m.surrogate_param, lo=0, lo_open=True)
+    if m.surrogate in SURROGATES and m.surrogate_param is not None:
+        _owned(errors, "model.surrogate_param", lambda: get_surrogate(**_surrogate_spec(m)))
     options = m.option_names()
     for name in ("neuron_dropout", "fc_dropout", "stochastic_depth"):
         if name in options:
-            _number(errors, f"model.{name}", getattr(m, name), lo=0, hi=1, hi_open=True)
+            _owned(errors, f"model.{name}", lambda n=name: check_rate(n, getattr(m, n)))
     if "vgg_cfg" in options and any(isinstance(c, int) and c < 1 for c in m.vgg_cfg):
         errors.append(f"model.vgg_cfg conv widths must be >= 1; got {list(m.vgg_cfg)}")
 
     # Data.
     _choice(errors, "data.dataset", d.dataset, catalog.dataset_names())
     _text(errors, "data.data_dir", d.data_dir)
-    _number(errors, "data.batch_size", d.batch_size, lo=1)
-    _number(errors, "data.eval_batch_size", d.eval_batch_size, lo=1)
+    _owned(errors, "data.batch_size", lambda: check_batch_size(d.batch_size))
+    _owned(errors, "data.eval_batch_size", lambda: check_batch_size(d.eval_batch_size))
     _number(errors, "data.worker_count", d.worker_count, lo=0)
     _number(errors, "data.num_frames", d.num_frames, lo=1)
 

@@ -35,7 +35,7 @@ from ottt_jax.data import augment as aug
 from ottt_jax.data import catalog
 from ottt_jax.data.catalog import DatasetInfo, DatasetSpec
 
-__all__ = ["Loader", "make_loader", "shard_bounds", "steps_per_epoch"]
+__all__ = ["Loader", "check_batch_size", "make_loader", "shard_bounds", "steps_per_epoch"]
 
 
 def _is_int(value: Any) -> bool:
@@ -69,9 +69,15 @@ def shard_bounds(
     return start, start + base + (1 if shard_index < extra else 0)
 
 
-def _num_batches(num_records: int, batch_size: int, drop_remainder: bool) -> int:
+def check_batch_size(batch_size: int) -> int:
+    """Return ``batch_size`` or raise a ValueError naming it unless it is an int >= 1."""
     if not (_is_int(batch_size) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def _num_batches(num_records: int, batch_size: int, drop_remainder: bool) -> int:
+    check_batch_size(batch_size)
     if drop_remainder:
         return num_records // batch_size
     return math.ceil(num_records / batch_size)
@@ -266,8 +272,7 @@ def make_loader(
     spec = catalog.get_dataset(name)
     info = catalog.dataset_info(name, num_frames=num_frames)
     catalog.check_split(split)
-    if not (_is_int(batch_size) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_batch_size(batch_size)
     if not (_is_int(seed) and 0 <= seed < 2**32):
         raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
     if num_epochs is not None and not (_is_int(num_epochs) and num_epochs >= 1):
