@@ -12,6 +12,7 @@ from ottt_jax import config as C
 from ottt_jax import rules
 from ottt_jax import surrogate as S
 from ottt_jax.data import catalog
+from ottt_jax.models.common import check_rate
 from ottt_jax.models.registry import get_model_entry, register_model
 
 PRESETS = [
@@ -475,22 +476,35 @@ ALL_DATASETS = "'digits', 'cifar10', 'cifar100', 'cifar10_dvs', 'imagenet2012'"
             "digits",
             ["model.vgg_cfg=[M,32]"],
             [
-                "model.vgg_cfg must start with a conv width (an int) for model.arch 'vgg'",
-                "['M', 32]",
+                "model.vgg_cfg: cfg must start with a conv width (int), got cfg[0] = 'M'",
             ],
         ),
-        ("digits", ["model.vgg_cfg=[]"], ["model.vgg_cfg must start with a conv width"]),
-        ("cifar100_vggf", ["model.vgg_cfg=[M]"], ["for model.arch 'vggf'"]),
-        ("digits", ["model.vgg_cfg=[32,0]"], ["model.vgg_cfg conv widths must be >= 1"]),
+        ("digits", ["model.vgg_cfg=[]"], ["model.vgg_cfg: cfg must not be empty"]),
+        (
+            "cifar100_vggf",
+            ["model.vgg_cfg=[M]"],
+            ["invalid config 'cifar100_vggf': model.vgg_cfg: cfg must start with a conv width"],
+        ),
+        (
+            "digits",
+            ["model.vgg_cfg=[32,0]"],
+            ["model.vgg_cfg: cfg[1] = 0 is invalid: entries must be positive ints"],
+        ),
         (
             "digits",
             ["model.vgg_cfg=[8,M,M,M,M]"],
-            ["model.vgg_cfg has 4 pools, too many for 'digits' images of 8×8 (at most 3)"],
+            [
+                "model.vgg_cfg does not fit data.dataset 'digits' (8×8×1 frames): input_shape "
+                "(8, 8, 1) is too small for cfg (8, 'M', 'M', 'M', 'M')"
+            ],
         ),
         (
             "cifar10dvs_vgg",
             ["model.arch=vggf", "model.vgg_cfg=[8,M,M,M,M,M]"],
-            ["needs the image size (48) divisible by 2**pools = 32"],
+            [
+                "model.vgg_cfg does not fit data.dataset 'cifar10_dvs' (48×48×2 frames): "
+                "feedback=True needs H and W divisible by 2**5 = 32"
+            ],
         ),
         (
             "digits",
@@ -806,7 +820,10 @@ class _WidthOptions:
 
 
 def test_user_model_options_are_typed_and_documented_from_the_registry():
-    register_model("config_test_net", lambda **kw: None, _WidthOptions, overwrite=True)
+    def build(*, options, **_):  # the model checks its own option (config runs it)
+        check_rate("fc_dropout", options.fc_dropout)
+
+    register_model("config_test_net", build, _WidthOptions, overwrite=True)
     cfg = C.get_config("digits", ["model.arch=config_test_net", "model.width=5"])
     assert cfg.model.width == 5 and type(cfg.model.width) is int
     assert cfg.model.options == _WidthOptions(width=5)

@@ -1,7 +1,8 @@
 """Experiment configuration: schema, overrides, cross-field validation, presets, io.
 
-A run is described by one immutable :class:`Config` holding three sections, :class:`ModelConfig`
-(``model.*``), :class:`DataConfig` (``data.*``) and :class:`OptimConfig` (``optim.*``), plus
+A run is described by one immutable :class:`Config` holding four sections, :class:`ModelConfig`
+(``model.*``), :class:`DataConfig` (``data.*``), :class:`OptimConfig` (``optim.*``) and
+:class:`RuleConfig` (``rule.*``, the gradient rule's options such as SLTT-K's ``rule.k``), plus
 run-level fields (method, time steps, loss, seed, logging and checkpointing).
 
 The package is split by concern: :mod:`~ottt_jax.config.schema` (the dataclasses and field
@@ -59,6 +60,7 @@ from ottt_jax.config.schema import (
     DataConfig,
     ModelConfig,
     OptimConfig,
+    RuleConfig,
     surrogate_kwargs,
 )
 from ottt_jax.config.validate import validate
@@ -76,6 +78,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
+    "RuleConfig",
     "apply_overrides",
     "describe",
     "diff",

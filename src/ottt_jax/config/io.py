@@ -245,6 +245,11 @@ def describe(cfg: Config) -> str:
     opts = " ".join(f"{k}={_fmt(getattr(m, k))}" for k in options if k != "vgg_cfg")
     method = cfg.method in rules.rule_names()
     summary = rules.get_rule(cfg.method).summary if method else "unknown method"
+    rule_options = rules.get_rule(cfg.method).options if method else None
+    if rule_options is not None:  # the rule.* keys this method reads, with their values
+        names = [f.name for f in dataclasses.fields(rule_options)]
+        read = [f"rule.{n}={getattr(cfg.rule, n)}" for n in names]
+        summary += f" ({', '.join(read)})"
     try:
         surr = ", ".join(f"{k}={v:g}" for k, v in surrogate_kwargs(m).items())
     except (ValueError, TypeError):

@@ -1,8 +1,9 @@
 """The configuration schema: the frozen dataclasses of a run and their field types.
 
-A run is one immutable :class:`Config` holding three sections, :class:`ModelConfig`
-(``model.*``), :class:`DataConfig` (``data.*``) and :class:`OptimConfig` (``optim.*``), plus
-run-level fields (method, time steps, loss, seed, logging and checkpointing). Each field carries
+A run is one immutable :class:`Config` holding four sections, :class:`ModelConfig`
+(``model.*``), :class:`DataConfig` (``data.*``), :class:`OptimConfig` (``optim.*``) and
+:class:`RuleConfig` (``rule.*``), plus run-level fields (method, time steps, loss, seed, logging
+and checkpointing). Each field carries
 its documentation in ``metadata['doc']``. The names a field accepts come from the registries that
 own them: datasets from :mod:`ottt_jax.data.catalog`, surrogates from :mod:`ottt_jax.surrogate`.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
+    "RuleConfig",
     "all_keys",
     "all_option_names",
     "close_match",
@@ -299,6 +301,23 @@ class OptimConfig:
 
 @_document
 @dataclasses.dataclass(frozen=True)
+class RuleConfig:
+    """Options of the gradient rule (``rule.*``): each is read by the rules that declare it.
+
+    ``ottt_jax.training.build.build_rule`` passes the rule the keys its options dataclass has
+    (``rules.get_rule(method).options``); setting one the method does not read is an error.
+    """
+
+    k: int = _f(
+        2,
+        doc="method=sltt_k only: the K time steps (of the T, 1 <= K <= num_steps) that take a "
+        "gradient, drawn uniformly without replacement each iteration; the others run forward "
+        "only (Meng et al., ICCV 2023; the authors' default is 2).",
+    )
+
+
+@_document
+@dataclasses.dataclass(frozen=True)
 class Config:
     """A complete, immutable description of one training run.
 
@@ -311,7 +330,9 @@ class Config:
     method: str = _f(
         "ottt_a",
         doc="training method: 'ottt_a' (gradients accumulated over the T steps, one update per "
-        "batch), 'ottt_o' (an update after every time step) or 'bptt' (the baseline).",
+        "batch), 'ottt_o' (an update after every time step), 'bptt' (the baseline), 'sltt' "
+        "(gradients at the instantaneous spikes, no trace; Meng et al., ICCV 2023) or 'sltt_k' "
+        "(SLTT at rule.k random steps of the T), or any rule registered in ottt_jax.rules.",
     )
     num_steps: int = _f(6, doc="time steps T per training sample (>= 1).")
     eval_num_steps: int | None = _f(
@@ -344,6 +365,9 @@ class Config:
     )
     optim: OptimConfig = dataclasses.field(
         default_factory=OptimConfig, metadata={"doc": "optimizer and schedule (optim.* keys)."}
+    )
+    rule: RuleConfig = dataclasses.field(
+        default_factory=RuleConfig, metadata={"doc": "the gradient rule's options (rule.* keys)."}
     )
     workdir: str | None = _f(
         None,
@@ -395,7 +419,12 @@ class Config:
         )
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "rule": RuleConfig,
+}
 #: The model keys every architecture has (the rest are its options).
 MODEL_COMMON = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "options")
 TOP_KEYS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in SECTIONS)

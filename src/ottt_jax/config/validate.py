@@ -24,6 +24,7 @@ from ottt_jax.config.schema import (
     TOP_KEYS,
     Config,
     ModelConfig,
+    RuleConfig,
     close_match,
     coerce,
     error_text,
@@ -34,8 +35,8 @@ from ottt_jax.config.schema import (
 from ottt_jax.data import catalog
 from ottt_jax.data.pipeline import check_batch_size
 from ottt_jax.models import registry as model_registry
-from ottt_jax.models.common import check_rate
 from ottt_jax.neuron import LIF
+from ottt_jax.online import check_k
 from ottt_jax.surrogate import get_surrogate
 
 __all__ = ["validate"]
@@ -169,22 +170,17 @@ def validate(cfg: Config) -> Config:
     _number(errors, "checkpoint_every_steps", cfg.checkpoint_every_steps, lo=1)
     _number(errors, "max_checkpoints", cfg.max_checkpoints, lo=1)
     _number(errors, "max_train_steps", cfg.max_train_steps, lo=1)
+    _check_rule_options(errors, cfg)
 
     # Model.
     _choice(errors, "model.arch", m.arch, model_registry.model_names())
     _number(errors, "model.num_classes", m.num_classes, lo=1)
-    # Single-object rules are the objects' own: the neuron, the surrogate, the models' rates.
+    # Single-object rules are the objects' own: the neuron, the surrogate (the model below).
     _owned(errors, "model.decay", lambda: LIF(decay=m.decay))
     _owned(errors, "model.v_th", lambda: LIF(v_th=m.v_th))
     _choice(errors, "model.surrogate", m.surrogate, SURROGATES)
     if m.surrogate in SURROGATES and m.surrogate_param is not None:
         _owned(errors, "model.surrogate_param", lambda: get_surrogate(**_surrogate_spec(m)))
-    options = m.option_names()
-    for name in ("neuron_dropout", "fc_dropout", "stochastic_depth"):
-        if name in options:
-            _owned(errors, f"model.{name}", lambda n=name: check_rate(n, getattr(m, n)))
-    if "vgg_cfg" in options and any(isinstance(c, int) and c < 1 for c in m.vgg_cfg):
-        errors.append(f"model.vgg_cfg conv widths must be >= 1; got {list(m.vgg_cfg)}")
 
     # Data.
     _choice(errors, "data.dataset", d.dataset, catalog.dataset_names())
@@ -231,33 +227,65 @@ def validate(cfg: Config) -> Config:
                     f"eval_num_steps must be none or equal to the number of frames ({frames}) "
                     f"for {d.dataset!r}; got {cfg.eval_num_steps}"
                 )
-    if "vgg_cfg" in options:
-        _check_layout(errors, m, spec)
+    # The model's own rules (its options, its layer shapes on these frames), run by building it.
+    arch_ok = m.arch in model_registry.model_names() and dataclasses.is_dataclass(m.options)
+    if arch_ok and isinstance(m.num_classes, int) and m.num_classes >= 1:
+        _check_model(errors, m, spec)
 
     if errors:
         raise ValueError(error_text(cfg, errors))
     return cfg
 
 
-def _check_layout(errors: list[str], m: ModelConfig, spec: catalog.DatasetSpec | None) -> None:
-    layout = list(m.vgg_cfg)
-    if not layout or not isinstance(layout[0], int):
-        errors.append(
-            f"model.vgg_cfg must start with a conv width (an int) for model.arch {m.arch!r}, "
-            f"e.g. [64,128,M,256]; got {layout}"
-        )
+def _check_rule_options(errors: list[str], cfg: Config) -> None:
+    """``rule.*``: the keys the method's options read are checked against T; others stay unset."""
+    if cfg.method not in rules.rule_names():
         return
-    if spec is None:
+    options = rules.get_rule(cfg.method).options
+    read = field_names(type(options)) if options is not None else []
+    for name in field_names(RuleConfig):
+        value = getattr(cfg.rule, name)
+        if name not in read and value != getattr(RuleConfig(), name):
+            errors.append(
+                f"rule.{name} is not an option of method {cfg.method!r} (its options: "
+                f"{', '.join(read) or 'none'}); got {value!r}"
+            )
+    if "k" in read and isinstance(cfg.num_steps, int) and cfg.num_steps >= 1:
+        try:
+            check_k(cfg.rule.k, cfg.num_steps, field="rule.k")
+        except ValueError as e:  # the message names rule.k and T
+            errors.append(str(e))
+
+
+def _check_model(errors: list[str], m: ModelConfig, spec: catalog.DatasetSpec | None) -> None:
+    """Run the model's own checks: build it from its registry entry, then its layer shapes.
+
+    A failure is reported under the first option key that fails on its own (the others at their
+    defaults), else under ``model.arch``; a shape failure also names the dataset's frames.
+    """
+    options = {name: getattr(m, name) for name in m.option_names()}
+
+    def build(opts: dict[str, Any]) -> Any:
+        return model_registry.build_model(m.arch, num_classes=m.num_classes, options=opts)
+
+    def blame(fails: Callable[[dict[str, Any]], Any]) -> str:
+        for name, value in options.items():
+            try:
+                fails({name: value})
+            except ValueError:
+                return f"model.{name}"
+        return "model.arch"
+
+    try:
+        model = build(options)
+    except ValueError as e:
+        errors.append(f"{blame(build)}: {e}")
         return
-    pools = layout.count("M")
-    size = min(spec.frame_shape[:2])
-    if size // 2**pools < 1:
-        errors.append(
-            f"model.vgg_cfg has {pools} pools, too many for {spec.name!r} images of "
-            f"{size}×{size} (at most {int(math.log2(size))}); got {layout}"
-        )
-    elif m.arch == "vggf" and size % 2**pools:
-        errors.append(
-            f"model.vgg_cfg with model.arch 'vggf' needs the image size ({size}) divisible by "
-            f"2**pools = {2**pools} so that the feedback upsampling matches; got {layout}"
-        )
+    if spec is None or not hasattr(model, "layer_sizes"):
+        return
+    try:
+        model.layer_sizes(spec.frame_shape)
+    except ValueError as e:
+        key = blame(lambda opts: build(opts).layer_sizes(spec.frame_shape))
+        h, w, c = spec.frame_shape
+        errors.append(f"{key} does not fit data.dataset {spec.name!r} ({h}×{w}×{c} frames): {e}")
