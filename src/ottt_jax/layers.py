@@ -53,11 +53,21 @@ def standardize_weight(kernel: Array, gain: Array, eps: float = 1e-4) -> Array:
     Returns:
       ``gain · (W − mean(W)) / sqrt(var(W) · fan_in + eps)``, mean and **unbiased** variance over
       each output channel's fan-in (Brock et al., 2021; the authors' ``WSConv2d``).
+
+    Raises:
+      ValueError: the fan-in is 1 (a one-input Linear, a 1×1 conv on one channel): the unbiased
+        variance of a single weight is 0/0, so every weight would be NaN.
     """
     axes = tuple(range(kernel.ndim - 1))
     fan_in = 1
     for a in axes:
         fan_in *= kernel.shape[a]
+    if fan_in < 2:
+        raise ValueError(
+            f"weight_standardization=True needs a fan-in of at least 2 (kernel shape "
+            f"{tuple(kernel.shape)} has fan-in {fan_in}): the unbiased variance of one weight is "
+            "NaN. Use weight_standardization=False for a layer with a single input."
+        )
     mean = jnp.mean(kernel, axis=axes, keepdims=True)
     var = jnp.var(kernel, axis=axes, keepdims=True, ddof=1)
     return gain * (kernel - mean) * lax.rsqrt(var * fan_in + eps)
@@ -142,10 +152,20 @@ class Conv(nn.Module):
 class Linear(nn.Module):
     """A dense layer, optionally sWS, applying the trace rule when a trace is passed.
 
+    The defaults (no sWS, N(0, 0.01²)) are the authors' **readout** layer, whose outputs are the
+    logits. For a **hidden** layer that feeds a LIF neuron, build it like the convs:
+    ``Linear(n, weight_standardization=True, kernel_init=kaiming_normal_fan_out)``. sWS gives each
+    output unit weights of mean 0 and ``Σ_i W_ij² ≈ 1`` whatever the init, so its input current
+    has the scale of its input and the next LIF (threshold 1) fires; with N(0, 0.01²) the current
+    on 64 pixels in [0, 1] has std ≈ 0.04, the membrane never reaches the threshold, no spike
+    reaches the layers above and the network stays at chance.
+
     Attributes:
       features: output size.
-      weight_standardization: use sWS (adds ``gain``).
-      kernel_init: defaults to N(0, 0.01²), as the authors' plain linears.
+      weight_standardization: use sWS (adds ``gain``); needs at least 2 input features.
+      use_bias: add a bias.
+      kernel_init: defaults to N(0, 0.01²), the authors' readout init (see above for hidden
+        layers).
       dtype: compute dtype.
       mode: the trace rule applies iff a trace is passed and ``mode.synapse == "trace"``.
     """
