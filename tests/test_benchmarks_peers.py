@@ -44,9 +44,10 @@ def test_fp32_peak_zen4_is_the_issue_number():
 
 def test_fp32_peak_intel_avx512_vm_clock_from_cpuinfo():
     info = peers.parse_lscpu(XEON_VM)
-    p = peers.fp32_peak(info, "processor : 0\ncpu MHz\t\t: 2100.000\n")
-    assert (p["cores"], p["ghz"], p["flops_per_cycle"]) == (2, 2.1, 64)
-    assert p["gflops"] == pytest.approx(268.8)
+    p = peers.fp32_peak(info, "processor : 0\ncpu MHz\t\t: 2400.000\n")
+    assert (p["cores"], p["ghz"], p["flops_per_cycle"]) == (2, 2.4, 64)
+    assert p["gflops"] == pytest.approx(307.2)
+    assert "/proc/cpuinfo 'cpu MHz'" in p["derivation"]
     # Without /proc/cpuinfo the clock falls back to BogoMIPS / 2.
     assert peers.fp32_peak(info)["ghz"] == pytest.approx(2.1)
     assert "BogoMIPS" in peers.fp32_peak(info)["derivation"]
