@@ -386,8 +386,8 @@ ALL_DATASETS = "'digits', 'cifar10', 'cifar100', 'cifar10_dvs', 'imagenet2012'"
             ["model.v_th=inf"],
             ["model.v_th: LIF v_th must be a finite number > 0, got inf"],
         ),
-        ("digits", ["loss_beta=1.5"], ["loss_beta must be a finite number in [0, 1]; got 1.5"]),
-        ("digits", ["loss_beta=-0.1"], ["loss_beta must be a finite number in [0, 1]"]),
+        ("digits", ["loss_beta=1.5"], ["loss_beta: beta must be in [0, 1], got 1.5"]),
+        ("digits", ["loss_beta=-0.1"], ["loss_beta: beta must be in [0, 1], got -0.1"]),
         (
             "digits",
             ["model.neuron_dropout=1"],

@@ -8,7 +8,21 @@ import optax
 
 Array = jax.Array
 
-__all__ = ["instantaneous_loss"]
+__all__ = ["check_beta", "instantaneous_loss"]
+
+
+def check_beta(beta: float) -> float:
+    """Return ``beta`` or raise a ValueError naming it unless it lies in [0, 1].
+
+    Args:
+      beta: the MSE weight β of :func:`instantaneous_loss`.
+
+    Returns:
+      ``beta`` unchanged.
+    """
+    if not 0.0 <= float(beta) <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta!r}")
+    return beta
 
 
 def instantaneous_loss(
@@ -36,8 +50,7 @@ def instantaneous_loss(
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if not 0.0 <= float(beta) <= 1.0:
-        raise ValueError(f"beta must be in [0, 1], got {beta!r}")
+    check_beta(beta)
     if int(num_steps) < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps!r}")
     logits = logits.astype(jnp.float32)

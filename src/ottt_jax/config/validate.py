@@ -34,6 +34,7 @@ from ottt_jax.config.schema import (
 )
 from ottt_jax.data import catalog
 from ottt_jax.data.pipeline import check_batch_size
+from ottt_jax.losses import check_beta
 from ottt_jax.models import registry as model_registry
 from ottt_jax.neuron import LIF
 from ottt_jax.online import check_k
@@ -161,7 +162,7 @@ def validate(cfg: Config) -> Config:
     _choice(errors, "method", cfg.method, rules.rule_names())
     _number(errors, "num_steps", cfg.num_steps, lo=1)
     _number(errors, "eval_num_steps", cfg.eval_num_steps, lo=1)
-    _number(errors, "loss_beta", cfg.loss_beta, lo=0, hi=1)
+    _owned(errors, "loss_beta", lambda: check_beta(cfg.loss_beta))  # the loss's own rule
     _number(errors, "seed", cfg.seed, lo=0)
     _choice(errors, "compute_dtype", cfg.compute_dtype, COMPUTE_DTYPES)
     _text(errors, "workdir", cfg.workdir)
