@@ -251,28 +251,16 @@ def rule_names() -> tuple[str, ...]:
     return tuple(_RULES)
 
 
-def _ottt_a(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
-    return ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
+def _ottt_a(*args, num_steps, key, options):
+    return ottt_grad(*args, num_steps=num_steps)
 
 
-def _bptt(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
-    return bptt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
+def _bptt(*args, num_steps, key, options):
+    return bptt_grad(*args, num_steps=num_steps)
 
 
-def _ottt_o(step, loss_fn, optimizer, params, opt_state, state, inputs, targets, **kw):
-    num_steps, grad_reduce = kw["num_steps"], kw["grad_reduce"]
-    return ottt_update(
-        step,
-        loss_fn,
-        optimizer,
-        params,
-        opt_state,
-        state,
-        inputs,
-        targets,
-        num_steps=num_steps,
-        grad_reduce=grad_reduce,
-    )
+def _ottt_o(*args, num_steps, key, options, grad_reduce):
+    return ottt_update(*args, num_steps=num_steps, grad_reduce=grad_reduce)
 
 
 register_rule(Rule("ottt_a", OTTT, False, "OTTT_A: per-step gradients summed (Eq. 5)", _ottt_a))
