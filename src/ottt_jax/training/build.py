@@ -94,15 +94,13 @@ def build_model(cfg: config_lib.Config, *, mode: Any = None) -> Any:
     """
     m = cfg.model
     mode = build_rule(cfg).mode if mode is None else mode
-    entry = model_registry.get_model_entry(m.arch)
-    options = {f.name: getattr(m, f.name) for f in dataclasses.fields(entry.options)}
     return model_registry.build_model(
         m.arch,
         num_classes=m.num_classes,
         neuron=build_neuron(cfg),
         mode=mode,
         dtype=compute_dtype(cfg),
-        options=options,
+        options=dataclasses.asdict(m.options),
     )
 
 
