@@ -362,7 +362,7 @@ def render(summary: dict, variants: tuple[str, str], args, peak: dict | None, ru
             gf = fl[0] / 1e9
             rate = gf / summary[m][ours]
             frac = f"{100 * rate / peak['gflops']:.0f}%" if peak else "n/a"
-            frows.append([label(m), f"{gf:.1f}", f"{rate:.0f}", frac])
+            frows.append([label(m), f"{gf:.1f}", f"{rate:.3g}", frac])
         head = ["method", "GFLOP / iteration", "GFLOP/s", "of fp32 peak"]
         lines += ["", f"{ours}'s achieved rate:", "", md_table(head, frows)]
         lines += [
@@ -372,6 +372,11 @@ def render(summary: dict, variants: tuple[str, str], args, peak: dict | None, ru
         ]
     if peak:
         lines += ["", f"fp32 peak: {peak['derivation']}."]
+    flags = {(r["variant"], r["xla_flags"]) for r in runs if r["side"] == "ottt_jax"}
+    lines += [
+        "",
+        "XLA_FLAGS: " + "; ".join(f"{v}: `{f or '(none)'}`" for v, f in sorted(flags)) + ".",
+    ]
     versions = sorted({r["version"] for r in runs})
     lines += ["", "Versions: " + "; ".join(versions) + "."]
     return "\n".join(lines)
@@ -393,6 +398,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--torch-python", default=sys.executable, help="interpreter with torch")
     p.add_argument("--xla-flags-ab", default=None, metavar="FLAGS")
     p.add_argument("--worker", choices=("jax", "torch"), default=None, help=argparse.SUPPRESS)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, a in enumerate(argv[:-1]):  # its value starts with '--': glue it to the option
+        if a == "--xla-flags-ab":
+            argv[i : i + 2] = [f"--xla-flags-ab={argv[i + 1]}"]
+            break
     args = p.parse_args(argv)
     try:
         args.methods = [check_method(m.strip()) for m in args.methods.split(",") if m.strip()]

@@ -147,3 +147,32 @@ def test_parse_args_quick_and_bad_method(capsys):
     with pytest.raises(SystemExit):
         peers.parse_args(["--size", "4"])
     assert "--size must be >= 8" in capsys.readouterr().err
+
+
+def test_xla_flags_ab_takes_a_value_that_starts_with_dashes():
+    flag = "--xla_cpu_experimental_ynn_fusion_type=eltwise"
+    assert peers.parse_args(["--xla-flags-ab", flag, "--quick"]).xla_flags_ab == flag
+    assert peers.parse_args([f"--xla-flags-ab={flag}"]).xla_flags_ab == flag
+    assert peers.parse_args([]).xla_flags_ab is None
+
+
+def test_render_table_and_achieved_rate():
+    runs = [
+        {"side": "spikingjelly", "variant": "spikingjelly", "method": "ottt_a", "times": [6.0]},
+        {
+            "side": "ottt_jax",
+            "variant": "ottt_jax",
+            "method": "ottt_a",
+            "times": [4.0],
+            "flops": 4e11,
+            "xla_flags": "",
+        },
+    ]
+    for r in runs:
+        r["version"] = r["side"]
+    summary = peers.summarize(runs, peers.SIDES)
+    args = peers.parse_args(["--methods", "ottt_a"])
+    md = peers.render(summary, peers.SIDES, args, {"gflops": 200.0, "derivation": "d"}, runs)
+    assert "| OTTT_A | 6.000 | 4.000 | 1.50× | 1 |" in md  # SpikingJelly / ours
+    assert "| OTTT_A | 400.0 | 100 | 50% |" in md  # 400 GFLOP in 4 s against a 200 GFLOP/s peak
+    assert "fp32 peak: d." in md and "ottt_jax: `(none)`" in md
