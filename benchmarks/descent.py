@@ -11,24 +11,18 @@ Run alone: ``python -m benchmarks.descent [--quick]`` (prints the section's mark
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
-from ottt_jax import analysis
-from ottt_jax.config import get_config, surrogate_kwargs
+from ottt_jax import analysis, training
+from ottt_jax.config import get_config
 from ottt_jax.data import make_loader
-from ottt_jax.losses import instantaneous_loss
-from ottt_jax.models import SpikingVGG, make_step
-from ottt_jax.neuron import LIF
-from ottt_jax.online import ottt_grad
-from ottt_jax.surrogate import get_surrogate
+from ottt_jax.models import SpikingVGG
 
 TITLE = "7. Descent direction (Sec. 4.2, Theorems 1 and 2)"
 EVAL_BATCH = 20  # per-example GMRES runs fastest at this size on a 2-core CPU
@@ -45,39 +39,6 @@ def _load(split: str) -> tuple[np.ndarray, np.ndarray]:
     )
     batch = next(iter(loader))
     return np.asarray(batch["image"], np.float32), np.asarray(batch["label"], np.int32)
-
-
-def _build(cfg) -> SpikingVGG:
-    m = cfg.model
-    surrogate = get_surrogate(m.surrogate, **surrogate_kwargs(m))
-    return SpikingVGG(
-        cfg=tuple(m.vgg_cfg),
-        num_classes=m.num_classes,
-        neuron=LIF(decay=m.decay, v_th=m.v_th, surrogate=surrogate),
-        feedback=m.arch == "vggf",
-    )
-
-
-def _train_step_fn(model, cfg, steps_per_epoch):
-    """OTTT_A step with SGD + momentum and the preset's per-epoch cosine schedule."""
-    o, t = cfg.optim, cfg.num_steps
-
-    def schedule(count):
-        epoch = jnp.floor(count / steps_per_epoch)
-        return 0.5 * o.lr * (1 + jnp.cos(jnp.pi * epoch / o.epochs))
-
-    tx = optax.sgd(schedule, momentum=o.momentum)
-    loss_fn = functools.partial(instantaneous_loss, beta=cfg.loss_beta, num_steps=t)
-    step = make_step(model)
-
-    @jax.jit
-    def train_step(params, opt_state, x, y):
-        state = model.init_state(x.shape[0], tuple(x.shape[1:]), train=False)
-        res = ottt_grad(step, loss_fn, params, state, x, y, num_steps=t)
-        updates, opt_state = tx.update(res.grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, res.loss
-
-    return tx, train_step
 
 
 def _summarize(out: dict) -> dict:
@@ -97,15 +58,16 @@ def _summarize(out: dict) -> dict:
 def _run_net(cfg, checkpoints, eval_batches, data, seed=0):
     """Train with OTTT_A; at each checkpoint epoch compare gradients on the eval batches."""
     (xtr, ytr), (xte, yte) = data
-    model = _build(cfg)
+    setup = training.make_setup(cfg, jax.devices()[:1])  # OTTT_A: the model has its mode
+    model = setup.model
     bs, t = cfg.data.batch_size, cfg.num_steps
     steps = len(xtr) // bs
-    tx, train_step = _train_step_fn(model, cfg, steps)
-    st = model.init_state(1, xtr.shape[1:], train=False)
-    params = jax.jit(lambda k: model.init(k, st, jnp.zeros((1, *xtr.shape[1:])))["params"])(
-        jax.random.key(seed, impl="rbg")
+    tx, _ = training.make_optimizer(cfg, steps)  # SGD + momentum, the per-epoch cosine
+    train_step = training.make_train_step(setup, tx)
+    params = training.init_params(model, xtr.shape[1:], jax.random.key(seed, impl="rbg"))
+    ts = training.TrainState(
+        jnp.asarray(0, jnp.int32), params, tx.init(params), jax.random.PRNGKey(seed)
     )
-    opt_state = tx.init(params)
     # VGG-F: GMRES gives the implicit gradient even where the fixed-point iteration diverges;
     # the residual of the library's default (50 fixed-point iterations) is recorded alongside.
     solver = "gmres" if model.feedback else "fixed_point"
@@ -141,9 +103,8 @@ def _run_net(cfg, checkpoints, eval_batches, data, seed=0):
         perm = rng.permutation(len(xtr))
         for i in range(steps):
             idx = perm[i * bs : (i + 1) * bs]
-            params, opt_state, loss = train_step(
-                params, opt_state, jnp.asarray(xtr[idx]), jnp.asarray(ytr[idx])
-            )
+            ts, m = train_step(ts, jnp.asarray(xtr[idx]), jnp.asarray(ytr[idx]))
+        params, loss = ts.params, m["loss"]
         if not math.isfinite(float(loss)):
             raise RuntimeError(f"training diverged at epoch {epoch + 1} (loss {float(loss)})")
     return model, results

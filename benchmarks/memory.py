@@ -7,60 +7,31 @@ optimizer state donated) is only lowered and compiled, and ``temp_size_in_bytes`
 
 from __future__ import annotations
 
-import functools
 import itertools
 import sys
 
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
+from benchmarks.train_iteration import METHODS, init_params, label, make_iteration
 
-METHODS = ("ottt_a", "ottt_o", "bptt")
-LABELS = {"ottt_a": "OTTT_A", "ottt_o": "OTTT_O", "bptt": "BPTT"}
+LABELS = {m: label(m) for m in METHODS}
 
 
-def make_iteration(
-    method: str, num_steps: int, batch: int, shape=(32, 32, 3), num_classes=10, vgg_cfg=None
-):
-    """Build one training iteration of a spiking VGG (OTTT_A, OTTT_O or BPTT + SGD momentum).
+def vgg_builder(vgg_cfg=None, num_classes: int = 10):
+    """Return ``build(mode) -> SpikingVGG`` from the model registry (VGG-11 sWS by default).
 
-    The VGG is VGG-11 sWS unless ``vgg_cfg`` gives another layer list.
+    Args:
+      vgg_cfg: another layer list (default: the registry's VGG-11 layout).
+      num_classes: ``K``.
 
     Returns:
-      ``(iteration, model, optimizer)`` with ``iteration(params, opt_state, x, y) ->
-      (params, opt_state, loss)``.
+      The builder :func:`benchmarks.train_iteration.make_iteration` calls with the rule's mode.
     """
-    import optax
+    from ottt_jax.models import registry
 
-    from ottt_jax.losses import instantaneous_loss
-    from ottt_jax.mode import BPTT, OTTT
-    from ottt_jax.models import SpikingVGG, make_step
-    from ottt_jax.online import bptt_grad, ottt_grad, ottt_update
-
-    kw = {} if vgg_cfg is None else {"cfg": tuple(vgg_cfg)}
-    model = SpikingVGG(num_classes=num_classes, mode=BPTT if method == "bptt" else OTTT, **kw)
-    step = make_step(model)
-    loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=num_steps)
-    opt = optax.sgd(0.1, momentum=0.9)
-
-    def iteration(p, o, x, y):
-        st = model.init_state(batch, tuple(shape), train=False)
-        if method == "ottt_o":
-            r = ottt_update(step, loss_fn, opt, p, o, st, x, y, num_steps=num_steps)
-            return r.params, r.opt_state, r.loss
-        fn = ottt_grad if method == "ottt_a" else bptt_grad
-        r = fn(step, loss_fn, p, st, x, y, num_steps=num_steps)
-        updates, o = opt.update(r.grads, o, p)
-        return optax.apply_updates(p, updates), o, r.loss
-
-    return iteration, model, opt
-
-
-def init_params(model, shape=(32, 32, 3), key: int = 0):
-    """Initialize ``model``'s parameters for frames of ``shape``."""
-    import jax
-    import jax.numpy as jnp
-
-    st = model.init_state(1, shape, train=False)
-    return model.init(jax.random.PRNGKey(key), st, jnp.zeros((1, *shape)))["params"]
+    options = {} if vgg_cfg is None else {"vgg_cfg": tuple(vgg_cfg)}
+    return lambda mode: registry.build_model(
+        "vgg", num_classes=num_classes, mode=mode, options=options
+    )
 
 
 def measure(method: str, num_steps: int, batch: int = 128) -> dict[str, float]:
@@ -77,12 +48,12 @@ def measure(method: str, num_steps: int, batch: int = 128) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
-    iteration, model, opt = make_iteration(method, num_steps, batch)
-    params = jax.eval_shape(lambda: init_params(model))
-    opt_state = jax.eval_shape(opt.init, params)
+    it = make_iteration(vgg_builder(), method, num_steps, batch, (32, 32, 3))
+    params = jax.eval_shape(lambda: init_params(it.model, (32, 32, 3)))
+    opt_state = jax.eval_shape(it.optimizer.init, params)
     x = jax.ShapeDtypeStruct((batch, 32, 32, 3), jnp.float32)
     y = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    compiled = jax.jit(iteration, donate_argnums=(0, 1)).lower(params, opt_state, x, y).compile()
+    compiled = jax.jit(it.fn, donate_argnums=(0, 1)).lower(params, opt_state, x, y).compile()
     m = compiled.memory_analysis()
     mib = 2.0**20
     return {

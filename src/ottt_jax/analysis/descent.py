@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ottt_jax import mode as mode_lib
+from ottt_jax import metrics, rules
 from ottt_jax.analysis.rates import check_steps_decay, clamp, clamp_grad
 from ottt_jax.analysis.vgg_rates import (
     check_image_batch,
@@ -18,7 +18,6 @@ from ottt_jax.analysis.vgg_rates import (
 )
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.models import SpikingVGG, make_step
-from ottt_jax.online import bptt_grad, ottt_grad
 
 Array = jax.Array
 PyTree = Any
@@ -122,8 +121,9 @@ def gradient_comparison_fn(
     """Build a jitted ``fn(params, x, labels) -> dict`` comparing OTTT, BPTT and SR gradients.
 
     Args:
-      model: a :class:`~ottt_jax.models.SpikingVGG` (its ``mode`` is overridden: OTTT uses
-        ``mode.OTTT``, BPTT ``mode.BPTT``; the parameters are the same).
+      model: a :class:`~ottt_jax.models.SpikingVGG` (its ``mode`` is overridden: the gradients are
+        those of the registry's ``ottt_a`` and ``bptt`` rules, each with its rule's mode; the
+        parameters are the same).
       num_steps: ``T``; the static image is shown at every step.
       beta: the MSE weight of the loss (per-step ``instantaneous_loss`` for OTTT/BPTT, the same
         loss of the rate readout for SR).
@@ -143,8 +143,9 @@ def gradient_comparison_fn(
     check_steps_decay(num_steps, model.neuron.decay)
     if not 0.0 <= float(beta) <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta!r}")
-    online = model.clone(mode=mode_lib.OTTT)
-    offline = model.clone(mode=mode_lib.BPTT)
+    ottt_a, bptt = rules.get_rule("ottt_a"), rules.get_rule("bptt")
+    online = model.clone(mode=ottt_a.mode)
+    offline = model.clone(mode=bptt.mode)
 
     def fn(params, x, labels):
         x, labels = check_image_batch(x, labels)
@@ -153,7 +154,7 @@ def gradient_comparison_fn(
         def loss_fn(out, y):
             return instantaneous_loss(out, y, beta=beta, num_steps=num_steps)
 
-        ot = ottt_grad(make_step(online), loss_fn, params, state, x, labels, num_steps=num_steps)
+        ot = ottt_a.grad(make_step(online), loss_fn, params, state, x, labels, num_steps=num_steps)
         sr = vgg_sr_grad(
             model,
             params,
@@ -169,10 +170,9 @@ def gradient_comparison_fn(
         z = vgg_preactivations(model, params, sr.rates, x, num_steps=num_steps)
         bp = None
         if with_bptt:
-            bp = bptt_grad(
+            bp = bptt.grad(
                 make_step(offline), loss_fn, params, state, x, labels, num_steps=num_steps
             )
-        correct = jnp.argmax(ot.outputs.sum(0), -1) == labels
         return {
             "report": descent_report(ot.grads, sr.grads, None if bp is None else bp.grads),
             "ottt": ot.grads,
@@ -183,7 +183,7 @@ def gradient_comparison_fn(
             "residual": sr.residual,
             "converged": sr.converged,
             "rates": sr.rates,
-            "accuracy": jnp.mean(correct.astype(jnp.float32)),
+            "accuracy": metrics.accuracy(ot.outputs, labels),
             "linear_fraction": {k: jnp.mean(clamp_grad(v)) for k, v in z.items()},
             "sr_error": {k: jnp.mean(jnp.abs(clamp(v) - sr.rates[k])) for k, v in z.items()},
         }

@@ -31,6 +31,7 @@ from ottt_jax.training.loop import (
 )
 from ottt_jax.training.steps import (
     TrainState,
+    init_params,
     init_train_state,
     make_eval_step,
     make_train_step,
@@ -47,6 +48,7 @@ __all__ = [
     "device_batch",
     "evaluate",
     "evaluate_checkpoint",
+    "init_params",
     "init_train_state",
     "initialize_distributed",
     "make_eval_step",

@@ -28,6 +28,7 @@ from ottt_jax.training.build import Setup
 __all__ = [
     "RULE_KEY_STREAM",
     "TrainState",
+    "init_params",
     "init_train_state",
     "make_eval_step",
     "make_loss_fn",
@@ -101,6 +102,22 @@ def make_loss_fn(cfg: Any) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return functools.partial(instantaneous_loss, beta=cfg.loss_beta, num_steps=cfg.num_steps)
 
 
+def init_params(model: Any, frame_shape: tuple[int, ...], key: jax.Array) -> PyTree:
+    """Return ``model``'s initial parameters for frames of ``frame_shape`` (jitted Flax init).
+
+    Args:
+      model: a model following the model protocol.
+      frame_shape: one frame's shape ``(H, W, C)``.
+      key: the PRNG key of the initializers.
+
+    Returns:
+      The ``params`` collection.
+    """
+    x = jnp.zeros((1, *frame_shape), jnp.float32)
+    st = model.init_state(1, tuple(frame_shape), train=False)
+    return jax.jit(lambda k: model.init(k, st, x)["params"])(key)
+
+
 def init_train_state(s: Setup, tx: optax.GradientTransformation) -> TrainState:
     """Initialize parameters, optimizer state and the run key from ``cfg.seed``.
 
@@ -113,10 +130,7 @@ def init_train_state(s: Setup, tx: optax.GradientTransformation) -> TrainState:
     """
     key = jax.random.PRNGKey(s.cfg.seed)
     init_key, rng = jax.random.split(key)
-    shape = tuple(s.info.frame_shape)
-    x = jnp.zeros((1, *shape), jnp.float32)
-    st = s.model.init_state(1, shape, train=False)
-    params = jax.jit(lambda k: s.model.init(k, st, x)["params"])(init_key)
+    params = init_params(s.model, tuple(s.info.frame_shape), init_key)
     ts = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params), rng)
     return jax.device_put(ts, s.replicated)
 
