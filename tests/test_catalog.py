@@ -35,6 +35,16 @@ def _arrays(n, shape, classes, seed):
     return images, labels
 
 
+def _train_two_steps(tmp_path, *overrides):
+    """Train the digits preset on a dataset chosen by name for two steps; return the result."""
+    cfg = config_lib.get_config(
+        "digits", [*SMALL, "max_train_steps=2", "optim.epochs=1", *overrides]
+    )
+    r = ottt_jax.train(cfg, workdir=str(tmp_path))
+    assert r["steps"] == 2 and np.isfinite(r["train_loss"])
+    return r
+
+
 def _all_batches(loader):
     batches = list(loader)
     return (
@@ -185,20 +195,10 @@ def test_trainer_uses_the_frames_the_config_resolved(scratch_catalog, tmp_path):
         )
     )
     OPENED.clear()
-    cfg = config_lib.get_config(
-        "digits",
-        [
-            *SMALL,
-            "data.dataset=two_or_three",
-            "model.num_classes=2",
-            "num_steps=2",
-            "data.num_frames=none",
-            "max_train_steps=2",
-            "optim.epochs=1",
-        ],
-    )
-    r = ottt_jax.train(cfg, workdir=str(tmp_path))
-    assert r["steps"] == 2 and np.isfinite(r["train_loss"])
+    _train_two_steps(
+        tmp_path, "data.dataset=two_or_three", "model.num_classes=2", "num_steps=2",
+        "data.num_frames=none",
+    )  # fmt: skip
     assert OPENED and set(OPENED) == {2}
 
 
@@ -224,18 +224,7 @@ def test_numpy_dataset_by_name_end_to_end(scratch_catalog, tmp_path):
     pickle.loads(pickle.dumps(spec.open_split))  # Grain workers can receive the source
     with pytest.raises(ValueError, match=r"model\.num_classes must be 3 for data\.dataset 'tiny_"):
         config_lib.get_config("digits", ["data.dataset=tiny_np"])
-    cfg = config_lib.get_config(
-        "digits",
-        [
-            *SMALL,
-            "data.dataset=tiny_np",
-            "model.num_classes=3",
-            "max_train_steps=2",
-            "optim.epochs=1",
-        ],
-    )
-    r = ottt_jax.train(cfg, workdir=str(tmp_path))
-    assert r["steps"] == 2 and np.isfinite(r["train_loss"])
+    r = _train_two_steps(tmp_path, "data.dataset=tiny_np", "model.num_classes=3")
     assert r["test_accuracy"] * 8 == pytest.approx(round(r["test_accuracy"] * 8))  # 8 samples
 
 
@@ -267,18 +256,8 @@ def test_tfds_image_dataset_by_name_end_to_end(scratch_catalog, tmp_path):
         expected = np.stack([raw[i]["image"] for i in range(8)]) / 255.0
         np.testing.assert_allclose(images, (expected - 0.1307) / 0.3081, rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(labels, [raw[i]["label"] for i in range(8)])
-        cfg = config_lib.get_config(
-            "digits",
-            [
-                *SMALL,
-                "data.dataset=mnist",
-                "model.num_classes=10",
-                "model.vgg_cfg=[8,M]",
-                "max_train_steps=2",
-                "optim.epochs=1",
-            ],
+        _train_two_steps(
+            tmp_path, "data.dataset=mnist", "model.num_classes=10", "model.vgg_cfg=[8,M]"
         )
-        r = ottt_jax.train(cfg, workdir=str(tmp_path))
-    assert r["steps"] == 2 and np.isfinite(r["train_loss"])
     with pytest.raises(ValueError, match="not an image classification dataset"):
         catalog.tfds_image_dataset("mnist", image_key="pixels", register=False)

@@ -73,16 +73,19 @@ def _option_default(name: str, value: Any) -> bool:
     return False
 
 
-def _model_from_dict(value: Mapping[str, Any]) -> ModelConfig:
-    arch = value.get("arch", ModelConfig().arch)
-    entry = model_entry(arch) if isinstance(arch, str) else None
-    valid = section_keys("model")
+def _check_section_keys(section: str, value: Mapping[str, Any], valid: list[str]) -> None:
     bad = [k for k in value if k not in valid]
     if bad:
         raise ValueError(
-            f"from_dict: unknown key(s) {', '.join(repr(f'model.{b}') for b in bad)}; "
-            f"valid keys in model: {', '.join(valid)}"
+            f"from_dict: unknown key(s) {', '.join(repr(f'{section}.{b}') for b in bad)}; "
+            f"valid keys in {section}: {', '.join(valid)}"
         )
+
+
+def _model_from_dict(value: Mapping[str, Any]) -> ModelConfig:
+    arch = value.get("arch", ModelConfig().arch)
+    entry = model_entry(arch) if isinstance(arch, str) else None
+    _check_section_keys("model", value, section_keys("model"))
     kwargs = {}
     for key, item in value.items():
         if key in MODEL_COMMON or entry is None or key in field_names(entry.options):
@@ -127,13 +130,7 @@ def from_dict(d: Mapping[str, Any]) -> Config:
             if key == "model":
                 kwargs[key] = _model_from_dict(value)
                 continue
-            names = field_names(cls)
-            bad = [k for k in value if k not in names]
-            if bad:
-                raise ValueError(
-                    f"from_dict: unknown key(s) {', '.join(repr(f'{key}.{b}') for b in bad)}; "
-                    f"valid keys in {key}: {', '.join(names)}"
-                )
+            _check_section_keys(key, value, field_names(cls))
             kwargs[key] = cls(**value)
         else:
             kwargs[key] = value
