@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import statistics
 import sys
@@ -274,7 +275,7 @@ def record(case: Case, status: str = "ok", built: dict | None = None, run: dict 
         rec.update(
             times_s=run["times"],
             warmup_s=run["warmup_s"],
-            loss=run["loss"],
+            loss=run["loss"] if math.isfinite(run["loss"]) else None,  # JSON has no NaN
             s_per_iter=s,
             images_per_s=case.batch / s,
             ms_per_step=1e3 * s / case.steps,
