@@ -36,7 +36,7 @@ def _two_pass(w, spikes, tr, strides=(1, 1), padding="SAME", trace_scale=1.0, *,
         tr = lax.stop_gradient(tr) * trace_scale
         y_a = conv(w, tr, tr)  # the weight gradient at the trace
     else:
-        pad = trace._normalize_padding(padding, w.shape[:2])
+        pad = trace.normalize_padding(padding, w.shape[:2])
         conv = functools.partial(
             lax.conv_general_dilated,
             window_strides=tuple(strides),
@@ -48,18 +48,13 @@ def _two_pass(w, spikes, tr, strides=(1, 1), padding="SAME", trace_scale=1.0, *,
     return y_s + y_a - lax.stop_gradient(y_a)
 
 
-@contextlib.contextmanager
 def _op(kind: str):
     """Swap the layers' spike/trace conv for a two-pass variant ('one_pass' keeps ours)."""
     from ottt_jax import layers
 
-    original = layers.conv_spike_trace
-    if kind != "one_pass":
-        layers.conv_spike_trace = functools.partial(_two_pass, fast=kind == "two_pass_fast")
-    try:
-        yield
-    finally:
-        layers.conv_spike_trace = original
+    if kind == "one_pass":
+        return contextlib.nullcontext()
+    return layers.conv_op(functools.partial(_two_pass, fast=kind == "two_pass_fast"))
 
 
 def time_variants(variants: dict[str, str], rounds: int, digits: bool = False) -> dict:
@@ -75,19 +70,20 @@ def time_variants(variants: dict[str, str], rounds: int, digits: bool = False) -
     """
     import jax
 
-    from benchmarks.memory import init_params, make_iteration
+    from benchmarks.memory import vgg_builder
+    from benchmarks.train_iteration import init_params, make_iteration
 
     shape, t, cfg = ((8, 8, 1), 4, (32, "M", 64)) if digits else ((32, 32, 3), T, None)
     built, out = {}, {}
     for name, spec in variants.items():
         method, _, op = spec.partition("+")
         with _op(op or "one_pass"):
-            it, model, opt = make_iteration(method, t, BATCH, shape=shape, vgg_cfg=cfg)
-            params = init_params(model, shape)
+            it = make_iteration(vgg_builder(cfg), method, t, BATCH, shape)
+            params = init_params(it.model, shape)
             x = jax.random.uniform(jax.random.PRNGKey(0), (BATCH, *shape)) * 2 - 1
             y = jax.numpy.arange(BATCH, dtype=jax.numpy.int32) % 10
-            f = jax.jit(lambda p, o, it=it, x=x, y=y: it(p, o, x, y))
-            args = (params, opt.init(params))
+            f = jax.jit(lambda p, o, fn=it.fn, x=x, y=y: fn(p, o, x, y))
+            args = (params, it.optimizer.init(params))
             t0 = time.perf_counter()
             jax.block_until_ready(f(*args))  # compile + one warm-up run
             out[name] = {"compile_s": time.perf_counter() - t0, "times": []}

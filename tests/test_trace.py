@@ -24,7 +24,7 @@ def _rand(key, shape, binary=False):
 @pytest.mark.parametrize("k, stride, pad, h", CONV_CASES)
 def test_forward_conv_backward_equals_autodiff(k, stride, pad, h):
     x, w = _rand(0, (2, h, h, 3)), _rand(1, (k, k, 3, 5))
-    p = tr._normalize_padding(pad, (k, k))
+    p = tr.normalize_padding(pad, (k, k))
     y, vjp = jax.vjp(lambda x, w: tr._conv(x, w, (stride, stride), p), x, w)
     g = _rand(2, y.shape)
     dx, dw = vjp(g)
@@ -41,7 +41,7 @@ def test_conv_spike_trace_rule(k, stride, pad, h):
     s = _rand(3, (2, h, h, 3), binary=True)
     a = 0.5 * _rand(4, (2, h, h, 3), binary=True) + s  # a trace-like tensor ≠ s
     w = _rand(5, (k, k, 3, 4))
-    p = tr._normalize_padding(pad, (k, k))
+    p = tr.normalize_padding(pad, (k, k))
     conv = lambda x, w: tr._conv(x, w, (stride, stride), p)
     y, vjp = jax.vjp(lambda w, s, a: tr.conv_spike_trace(w, s, a, (stride, stride), pad), w, s, a)
     np.testing.assert_allclose(y, conv(s, w), rtol=1e-6)

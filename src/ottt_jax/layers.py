@@ -12,6 +12,8 @@ Parameter names: ``kernel`` (the raw weight), ``gain`` (sWS, one per output chan
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -29,6 +31,7 @@ __all__ = [
     "Conv",
     "Linear",
     "avg_pool",
+    "conv_op",
     "kaiming_normal_fan_out",
     "standardize_weight",
 ]
@@ -36,6 +39,31 @@ __all__ = [
 #: The constant ``Scale(2.74)`` applied to every neuron's spikes and trace: ``1/sqrt(p(1−p))`` with
 #: ``p = P(N(0,1) > 1)``, the std of a spike from a unit-variance input.
 SPIKE_SCALE = 2.74
+
+# The spike/trace conv op every Conv uses; conv_op() swaps it while a model is traced.
+_CONV_OPS: list[Callable[..., Array]] = [conv_spike_trace]
+
+
+@contextlib.contextmanager
+def conv_op(op: Callable[..., Array]) -> Iterator[None]:
+    """Make every :class:`Conv` traced inside the block compute with ``op``.
+
+    For benchmarks that compare implementations of the spike-forward / trace-gradient conv
+    (``benchmarks/speed.py``); the swap holds for what is traced (jitted) inside the block.
+
+    Args:
+      op: a function with the signature of :func:`~ottt_jax.trace.conv_spike_trace`,
+        ``op(w, spikes, trace, strides, padding, trace_scale) -> y``.
+
+    Yields:
+      None; on exit the previous op is back.
+    """
+    _CONV_OPS.append(op)
+    try:
+        yield
+    finally:
+        _CONV_OPS.pop()
+
 
 #: Kaiming-normal initialization with fan_out and the ReLU gain, as in the authors' convs.
 kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -142,7 +170,7 @@ class Conv(nn.Module):
             a, trace_scale = x, 1.0
         else:
             a = trace.astype(self.dtype)
-        y = conv_spike_trace(kernel, x, a, strides, self.padding, trace_scale)
+        y = _CONV_OPS[-1](kernel, x, a, strides, self.padding, trace_scale)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + bias.astype(self.dtype)

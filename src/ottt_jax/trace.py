@@ -34,6 +34,7 @@ __all__ = [
     "conv_spike_trace",
     "conv_weight_grad",
     "dense_spike_trace",
+    "normalize_padding",
     "spike_trace",
     "update_trace",
 ]
@@ -138,7 +139,16 @@ _dense_st.defvjp(_dense_st_fwd, _dense_st_bwd)
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _normalize_padding(padding, kernel_hw: Sequence[int]) -> tuple[tuple[int, int], ...]:
+def normalize_padding(padding, kernel_hw: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Return explicit ``((lo, hi), (lo, hi))`` padding for a conv with kernel ``kernel_hw``.
+
+    Args:
+      padding: ``'SAME'`` (symmetric for odd kernels), ``'VALID'``, an int, or pairs.
+      kernel_hw: the kernel's ``(kh, kw)``.
+
+    Returns:
+      The per-spatial-dimension ``(lo, hi)`` padding that :func:`conv_spike_trace` applies.
+    """
     if isinstance(padding, str):
         if padding.upper() == "VALID":
             return ((0, 0), (0, 0))
@@ -270,7 +280,7 @@ def conv_spike_trace(
             f"{spikes.shape} and w {w.shape}"
         )
     strides = tuple(int(s) for s in strides)
-    pad = _normalize_padding(padding, w.shape[:2])
+    pad = normalize_padding(padding, w.shape[:2])
     return _conv_st(w, spikes, trace, strides, pad, float(trace_scale))
 
 
