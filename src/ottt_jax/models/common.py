@@ -157,4 +157,3 @@ def map_trace(f: Callable[[Array], Array], trace: Array | None) -> Array | None:
 def spikes_per_sample(s: Array) -> Array:
     """Return the spikes of one layer summed per sample: ``[B, ...] -> [B]`` float32."""
     return jnp.sum(s.astype(jnp.float32), axis=tuple(range(1, s.ndim)))
-
