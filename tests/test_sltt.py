@@ -16,14 +16,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ottt_jax import config as config_lib
 from ottt_jax import layers, rules
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.mode import BPTT, OTTT, SLTT, Mode
 from ottt_jax.models import make_step
+from ottt_jax.models import registry as model_registry
 from ottt_jax.neuron import LIF, LIFState
 from ottt_jax.online import bptt_grad, sample_time_steps, sltt_k_grad, step_loss
 from ottt_jax.surrogate import Sigmoid
 from ottt_jax.trace import update_trace
+from ottt_jax.training.build import build_rule
 
 T, B, HW, CI, CO, K = 3, 2, 5, 2, 3, 4
 LAM, VTH, BETA, ALPHA, OUT_SCALE = 0.5, 1.0, 0.05, 4.0, 2.0
@@ -425,3 +428,38 @@ def test_memory_is_flat_in_t_for_sltt_and_sltt_k_and_below_ottt_a():
     assert got["bptt"][1] > 1.5 * got["bptt"][0], got  # the measure sees what grows with T
     assert got["sltt"][0] == got["sltt"][1] and got["sltt_k"][0] == got["sltt_k"][1], got
     assert got["sltt"][1] < 0.9 * ottt, (got, ottt)  # no trace: below OTTT_A
+
+
+# ---------------------------------------------------------------------------------------------
+# The built-in models, the config key rule.k and the trainer's rule.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["vgg", "vggf"])
+def test_builtin_vgg_models_run_sltt_with_no_trace_in_their_state(arch):
+    model = model_registry.build_model(
+        arch, num_classes=3, neuron=LIF(), mode=SLTT, dtype=jnp.float32,
+        options={"vgg_cfg": (4, "M", 8)},
+    )  # fmt: skip
+    st = model.init_state(2, (8, 8, 1), train=False)
+    assert all(n.trace is None for n in st["lif"].values())
+    x, y = 2 * jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 8, 1)), jnp.array([0, 2])
+    params = model.init(jax.random.PRNGKey(0), st, x)["params"]
+    loss = functools.partial(instantaneous_loss, num_steps=2)
+    res = rules.get_rule("sltt").grad(make_step(model), loss, params, st, x, y, num_steps=2)
+    chex.assert_trees_all_equal_structs(res.state, st)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(res.grads)) > 0
+
+
+def test_config_key_rule_k_is_checked_against_t_and_reaches_the_rule():
+    cfg = config_lib.get_config("digits", ["method=sltt_k", "rule.k=3", "num_steps=4"])
+    assert build_rule(cfg).options.k == 3 and build_rule(cfg).name == "sltt_k"
+    assert config_lib.from_dict(config_lib.to_dict(cfg)) == cfg
+    old = config_lib.to_dict(config_lib.get_config("digits"))
+    del old["rule"]  # a config saved before rule.* existed still loads
+    assert config_lib.from_dict(old).rule.k == 2
+    with pytest.raises(ValueError, match=r"rule\.k must be an int in \[1, T\] = \[1, 4\], got 5"):
+        config_lib.get_config("digits", ["method=sltt_k", "rule.k=5", "num_steps=4"])
+    with pytest.raises(ValueError, match=r"rule\.k is not an option of method 'sltt'"):
+        config_lib.get_config("digits", ["method=sltt", "rule.k=1"])
+    assert build_rule(config_lib.get_config("digits", ["method=sltt"])).mode == SLTT

@@ -226,8 +226,9 @@ class SpikingVGG(nn.Module):
         """
         check_positive_int("batch_size", batch_size)
         shapes = self._lif_shapes(input_shape)
+        neuron = self.neuron.with_mode(self.mode)  # its state has a trace iff the mode keeps one
         state: dict[str, Any] = {
-            "lif": {n: self.neuron.init_state((batch_size, *s), dtype) for n, s in shapes.items()}
+            "lif": {n: neuron.init_state((batch_size, *s), dtype) for n, s in shapes.items()}
         }
         use_nd = train and self.neuron_dropout > 0
         use_fc = train and self.fc_dropout > 0

@@ -70,8 +70,20 @@ def compute_dtype(cfg: config_lib.Config) -> Any:
 
 
 def build_rule(cfg: config_lib.Config) -> Any:
-    """Return the gradient rule ``cfg.method`` names, from :mod:`ottt_jax.rules`."""
-    return rules.get_rule(cfg.method)
+    """Return the gradient rule ``cfg.method`` names, from :mod:`ottt_jax.rules`.
+
+    Args:
+      cfg: the config (``method``; the ``rule.*`` keys the rule's options declare, e.g. SLTT-K's
+        ``rule.k``).
+
+    Returns:
+      The :class:`~ottt_jax.rules.Rule`, its options set from ``cfg.rule``.
+    """
+    rule = rules.get_rule(cfg.method)
+    if rule.options is None:
+        return rule
+    names = [f.name for f in dataclasses.fields(rule.options)]
+    return rule.with_options(**{n: getattr(cfg.rule, n) for n in names})
 
 
 def build_neuron(cfg: config_lib.Config) -> LIF:
