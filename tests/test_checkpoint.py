@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -268,3 +269,32 @@ def test_other_write_errors_are_one_line_without_the_disk_full_message(workdir, 
 def test_read_only_checkpointer_refuses_to_save(workdir):
     with pytest.raises(CheckpointWriteError, match="read-only"):
         Checkpointer(workdir, read_only=True).save(3, _state(3), _meta(3))
+
+
+# --------------------------------------------------------------------------- through the trainer
+
+
+def test_training_resumes_past_a_corrupt_latest_checkpoint_to_the_uninterrupted_result(
+    tmp_path, caplog
+):
+    import chex
+
+    import ottt_jax
+    from ottt_jax import config as config_lib
+
+    cfg = config_lib.get_config(
+        "digits", ["progress=false", "max_train_steps=10", "checkpoint_every_steps=4"]
+    )
+    full = ottt_jax.train(cfg, workdir=str(tmp_path / "full"))
+    run = tmp_path / "run"
+    ottt_jax.train(config_lib.apply_overrides(cfg, ["max_train_steps=8"]), workdir=str(run))
+    assert sorted(os.listdir(run / "checkpoints")) == ["4", "8"]
+    _damage(_largest_file(run / "checkpoints" / "8" / "state" / "ocdbt.process_0" / "d"), "garble")
+
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    resumed = ottt_jax.train(cfg, workdir=str(run))  # from step 4, past the damaged step 8
+    (line,) = _warnings(caplog)
+    assert str(run / "checkpoints" / "8") in line
+    assert resumed["steps"] == 10
+    chex.assert_trees_all_equal(jax.device_get(resumed["params"]), jax.device_get(full["params"]))
+    assert (run / "corrupt" / "latest_8").is_dir()
