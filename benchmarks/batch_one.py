@@ -39,8 +39,10 @@ def overrides(batch: int, lr: float) -> tuple[str, ...]:
 
 
 def updates(method: str, iterations: int, num_steps: int) -> int:
-    """Return the optimizer updates of a run: OTTT_O updates after every one of the T steps."""
-    return iterations * (num_steps if method == "ottt_o" else 1)
+    """Return the optimizer updates of a run: ``iterations · rule.updates_per_batch(T)``."""
+    from ottt_jax import rules
+
+    return iterations * rules.get_rule(method).updates_per_batch(num_steps)
 
 
 def _row(label: str, r: dict, batch: int) -> list:

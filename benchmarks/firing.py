@@ -357,13 +357,13 @@ def _silent_text(m: Mapping[str, Any]) -> str:
 def _vgg11_at_init() -> dict[str, Any]:
     import jax
 
+    from ottt_jax import training
     from ottt_jax.models import vgg11
 
     model = vgg11(10)
     k_init, k_x = jax.random.split(jax.random.PRNGKey(SEED))
     x = jax.random.normal(k_x, (VGG_BATCH, *VGG_SHAPE))
-    st = model.init_state(VGG_BATCH, VGG_SHAPE, train=False)
-    params = jax.jit(lambda k: model.init(k, st, x)["params"])(k_init)
+    params = training.init_params(model, VGG_SHAPE, k_init)  # the initializers read shapes only
     return measure(model, params, np.asarray(x), VGG_STEPS)
 
 
@@ -376,7 +376,7 @@ def run(quick: bool) -> Section:
     Returns:
       The section: setup, tables, figure and claims.
     """
-    from ottt_jax import training
+    from ottt_jax import metrics, training
     from ottt_jax.data.digits import load_digits_split
 
     with Timer() as total:
@@ -398,7 +398,7 @@ def run(quick: bool) -> Section:
     acc_lines = []
     for method in METHODS:
         m = digits[LABELS[method]]
-        acc = float(np.mean(m["logits"].sum(0).argmax(-1) == y_test))
+        acc = float(metrics.accuracy(m["logits"], y_test))
         acc_lines.append(
             f"{LABELS[method]} {100 * acc:.2f}% "
             f"(trainer: {100 * runs[method]['test_accuracy']:.2f}%)"
