@@ -14,10 +14,10 @@ import pytest
 
 from ottt_jax import config as config_lib
 from ottt_jax import data as data_lib
-from ottt_jax import training
+from ottt_jax import mode, rules, training
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.models import make_step
-from ottt_jax.online import forward
+from ottt_jax.online import forward, ottt_grad
 
 QUIET = ["progress=false"]
 
@@ -133,3 +133,28 @@ def test_eval_padding_does_not_count():
     assert out[100]["accuracy"] == pytest.approx(out[360]["accuracy"], abs=1e-9)
     assert out[100]["loss"] == pytest.approx(out[360]["loss"], rel=1e-5)
     assert 0 < out[360]["accuracy"] < 1
+
+
+def test_rule_receives_the_step_key():
+    """Catches: the rule's key not passed, not folded with the step, or the dropout key reused."""
+
+    def keyed(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
+        r = ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
+        return r._replace(loss=jax.random.uniform(key))  # the key, made visible
+
+    rule = rules.Rule("keyed", mode.OTTT, False, "test rule: loss = U(key)", keyed)
+    cfg = _digits("optim.lr=0")
+    s = _one_device(cfg)._replace(rule=rule)
+    tx, _ = training.make_optimizer(cfg, 44)
+    ts = training.init_train_state(s, tx)
+    rng = jnp.copy(ts.rng)
+    step = training.make_train_step(s, tx)
+    x, y = _first_batch(cfg, 8)
+    got = []
+    for i in range(2):
+        ts, m = step(ts, jnp.asarray(x), jnp.asarray(y))
+        got.append(float(m["loss"]))
+        dropout_key, rule_key = training.step_keys(rng, i)
+        assert got[-1] == float(jax.random.uniform(rule_key))
+        assert got[-1] != float(jax.random.uniform(dropout_key))
+    assert got[0] != got[1]
