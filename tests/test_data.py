@@ -131,41 +131,35 @@ def test_same_seed_same_batches_other_seed_other_order():
 
 
 @pytest.mark.parametrize("drop_remainder", [False, True])
-def test_host_shards_are_disjoint_and_cover_the_split(drop_remainder):
+def test_hosts_read_their_rows_of_the_same_global_batches(drop_remainder):
     x, _ = load_digits_split("test")
-    n, hosts = len(x), 7  # 360 = 7·51 + 3
-    seen = []
-    for k in range(hosts):
-        start, stop = shard_bounds(n, k, hosts, drop_remainder=drop_remainder)
-        loader = make_loader(
-            "digits",
-            "test",
-            batch_size=10,
-            seed=0,
-            shard_index=k,
-            shard_count=hosts,
-            drop_remainder=drop_remainder,
-        )
-        images = np.concatenate([b["image"] for b in loader])
-        np.testing.assert_array_equal(images, x[start : start + len(images)])
-        assert len(images) == (51 // 10 * 10 if drop_remainder else stop - start)
-        seen.append(np.arange(start, stop))
-        shuffled = make_loader(
-            "digits", "test", batch_size=10, seed=0, shard_index=k, shard_count=hosts,
-            drop_remainder=drop_remainder, shuffle=True,
+    hosts, b = 7, 10  # 360 = 5·70 + 10: the last global batch reaches only host 0
+
+    def batches(batch_size, **kw):
+        return list(
+            make_loader("digits", "test", batch_size=batch_size, seed=0, shuffle=True,
+                        drop_remainder=drop_remainder, **kw)
         )  # fmt: skip
-        got = np.concatenate([b["image"] for b in shuffled]).reshape(-1, 64)
-        if not drop_remainder:  # a permutation of exactly this host's block
-            want = x[start:stop].reshape(-1, 64)
-            np.testing.assert_array_equal(np.sort(got, 0), np.sort(want, 0))
-    everything = np.concatenate(seen)
-    assert len(np.unique(everything)) == len(everything)  # disjoint
+
+    whole = batches(hosts * b)
+    per_host = [batches(b, shard_index=k, shard_count=hosts) for k in range(hosts)]
+    assert len(whole) == (5 if drop_remainder else 6)
+    assert all(len(p) == len(whole) for p in per_host)  # every host runs the same steps
+    for j, batch in enumerate(whole):
+        rows = np.concatenate([p[j]["image"] for p in per_host])
+        np.testing.assert_array_equal(rows, batch["image"])
+    got = np.concatenate([w["image"] for w in whole]).reshape(-1, 64)
     if drop_remainder:
-        assert all(len(s) == n // hosts for s in seen)
-    else:
-        np.testing.assert_array_equal(np.sort(everything), np.arange(n))  # cover
+        assert len(got) == 5 * hosts * b
+    else:  # every record exactly once
+        np.testing.assert_array_equal(np.sort(got, 0), np.sort(x.reshape(-1, 64), 0))
+        assert [p[-1]["image"].shape[0] for p in per_host] == [10, 0, 0, 0, 0, 0, 0]
+    in_order = list(make_loader("digits", "test", batch_size=b, seed=0))
+    np.testing.assert_array_equal(np.concatenate([t["image"] for t in in_order]), x)
     with pytest.raises(ValueError, match="shard_index"):
-        shard_bounds(n, 7, 7, drop_remainder=True)
+        shard_bounds(len(x), 7, 7, drop_remainder=True)
+    with pytest.raises(ValueError, match="shard_index"):
+        make_loader("digits", "test", batch_size=b, seed=0, shard_index=7, shard_count=7)
 
 
 def test_steps_per_epoch():

@@ -1,30 +1,33 @@
-"""Grain input pipelines: sharding, shuffling, augmentation, batching, checkpointable iteration.
+"""Grain input pipelines: global batches, per-host rows, augmentation, checkpointable iteration.
 
-:func:`make_loader` returns a :class:`Loader` (a ``grain.DataLoader``). Iterating it yields dicts
-``{"image": float32 [B, H, W, C] (DVS: [B, T, H, W, C], batch-major), "label": int32 [B]}``.
-Its iterator has ``get_state() -> bytes`` and ``set_state(bytes)``: restoring a saved state yields
-exactly the batches that followed it.
+:func:`make_loader` returns a :class:`Loader`. Iterating it yields dicts ``{"image": float32
+[B, H, W, C] (DVS: [B, T, H, W, C], batch-major), "label": int32 [B]}``. Its iterator
+(:class:`LoaderIterator`) has ``get_state() -> bytes`` and ``set_state(bytes)``: restoring a saved
+state yields exactly the batches that followed it.
 
-Determinism: the order is a function of ``seed`` (reshuffled every epoch), and each record's
-augmentation draws from a generator that Grain derives from the (per-host) seed and the record's
-position in the stream. The batch sequence is therefore a function of ``(seed, shard_index,
-shard_count, batch_size, worker_count)``: with ``worker_count ≥ 2`` each Grain worker batches its
-own records, which changes how records are grouped (not the records or their augmentation), and
-a saved state can only be restored into a loader with the same ``worker_count``.
+Host-count independence: the record stream is the split, epoch after epoch, each epoch shuffled
+with ``seed`` (Grain's ``IndexSampler``); global batch ``j`` is stream positions ``[j·G, (j+1)·G)``
+with ``G = B·S`` (per-host batch ``B``, ``S`` hosts), and host ``k`` reads its rows
+``[j·G + k·B, j·G + (k+1)·B)``. The record at position ``g`` is augmented with the generator
+``Philox(seed + g)``: keyed by its global position, never by the host. So the sequence of global
+batches is a function of ``(seed, G)`` only (not of ``S``, nor of ``worker_count``: each Grain
+worker builds whole batches), and the iterator state is just the global batch position ``j``,
+which every host restores from one saved copy.
 
-Per-host sharding: host ``k`` of ``S`` reads a contiguous block of the split. With
-``drop_remainder=True`` (training default) every host gets ``⌊N/S⌋`` records and only full
-batches, so all hosts run the same number of steps. With ``drop_remainder=False`` (test default)
-the blocks cover every record exactly once (sizes differ by at most one) and the last batch may be
-smaller.
+Batches run across epoch boundaries (an endless loader has ``N/G`` batches per epoch on average).
+With ``drop_remainder=True`` (training default) only full global batches are produced. With
+``drop_remainder=False`` (test default) the last global batch holds the remaining records; a host
+whose rows lie past the end gets a batch of 0 rows, so every host yields the same number of batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,9 +36,16 @@ import numpy as np
 
 from ottt_jax.data import augment as aug
 from ottt_jax.data import catalog
-from ottt_jax.data.catalog import DatasetInfo, DatasetSpec
+from ottt_jax.data.catalog import DatasetSpec
 
-__all__ = ["Loader", "check_batch_size", "make_loader", "shard_bounds", "steps_per_epoch"]
+__all__ = [
+    "Loader",
+    "LoaderIterator",
+    "check_batch_size",
+    "make_loader",
+    "shard_bounds",
+    "steps_per_epoch",
+]
 
 
 def _is_int(value: Any) -> bool:
@@ -92,25 +102,26 @@ def steps_per_epoch(
     shard_count: int = 1,
     num_frames: int | None = None,
 ) -> int:
-    """Return the batches per epoch on one host, from the full split size.
+    """Return the global batches per epoch, from the full split size.
 
     Args:
       name: a dataset name.
       split: ``"train"`` or ``"test"``.
       batch_size: per-host batch size ``B``.
-      drop_remainder: as in :func:`make_loader` (True drops the shard and batch remainders).
+      drop_remainder: as in :func:`make_loader` (True drops the partial global batch).
       shard_count: number of hosts ``S``.
       num_frames: frames per sample (``cifar10_dvs`` only; does not change the count).
 
     Returns:
-      ``⌊⌊N/S⌋/B⌋`` with ``drop_remainder``, else ``⌈n₀/B⌉`` with ``n₀ = ⌈N/S⌉`` the largest shard.
-      A repeating loader's batches run across epoch boundaries, so this is the mean number of
-      steps per epoch (exact when ``B`` divides the shard). ``Loader.steps_per_epoch`` gives the
-      same from the records actually found.
+      ``⌊N/G⌋`` with ``drop_remainder``, else ``⌈N/G⌉``, with ``G = B·S``. A repeating loader's
+      batches run across epoch boundaries, so this is the mean number of steps per epoch (exact
+      when ``G`` divides ``N``). ``Loader.steps_per_epoch`` gives the same from the records found.
     """
     n = catalog.dataset_info(name, num_frames=num_frames).num_examples(split)
-    start, stop = shard_bounds(n, 0, shard_count, drop_remainder=drop_remainder)
-    return _num_batches(stop - start, batch_size, drop_remainder)
+    check_batch_size(batch_size)
+    if not (_is_int(shard_count) and shard_count >= 1):
+        raise ValueError(f"shard_count must be a positive int, got {shard_count!r}")
+    return _num_batches(n, batch_size * shard_count, drop_remainder)
 
 
 def _mark_absl_flags_parsed() -> None:
@@ -126,99 +137,190 @@ def _mark_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-class _ShardSource:
-    """The records ``[start, stop)`` of a random-access source."""
-
-    def __init__(self, source: Any, start: int, stop: int):
-        self.source = source
-        self.start = start
-        self.stop = stop
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __getitem__(self, index: int) -> Any:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a shard of {len(self)} records")
-        return self.source[self.start + int(index)]
-
-    def __repr__(self) -> str:
-        return f"_ShardSource({self.source!r}, start={self.start}, stop={self.stop})"
-
-
-def _record(element: dict, image_key: str) -> tuple[np.ndarray, np.int32]:
-    return np.asarray(element[image_key]), np.int32(element["label"])
-
-
 @dataclasses.dataclass(frozen=True)
-class _Preprocess(grain.transforms.Map):
-    """Deterministic per-record preprocessing: ``{"image": fn(image), "label": int32}``."""
+class _RecordFn:
+    """Map ``(element, rng)`` to ``(image, label int32)``: ``fn(image, rng)`` or ``fn(image)``."""
 
-    fn: Callable[[np.ndarray], np.ndarray]
+    fn: Callable[..., np.ndarray]
     image_key: str
+    random: bool
 
-    def map(self, element: dict) -> dict:
-        image, label = _record(element, self.image_key)
-        return {"image": self.fn(image), "label": label}
-
-
-@dataclasses.dataclass(frozen=True)
-class _RandomPreprocess(grain.transforms.RandomMap):
-    """Random per-record augmentation: ``{"image": fn(image, rng), "label": int32}``."""
-
-    fn: Callable[[np.ndarray, np.random.Generator], np.ndarray]
-    image_key: str
-
-    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
-        image, label = _record(element, self.image_key)
-        return {"image": self.fn(image, rng), "label": label}
+    def __call__(self, element: dict, rng: np.random.Generator | None):
+        image = np.asarray(element[self.image_key])
+        image = self.fn(image, rng) if self.random else self.fn(image)
+        return image, np.int32(element["label"])
 
 
-def _transform(spec: DatasetSpec, augment: bool, cutout: str) -> _Preprocess | _RandomPreprocess:
+def _record_fn(spec: DatasetSpec, augment: bool, cutout: str) -> _RecordFn:
     """Return the per-record transform of ``spec`` (training augmentation or evaluation)."""
     if not augment:
-        return _Preprocess(spec.eval_transform, spec.image_key)
+        return _RecordFn(spec.eval_transform, spec.image_key, False)
     fn = spec.train_transform
     if spec.uses_cutout:
         fn = functools.partial(fn, cutout=cutout)
-    return _RandomPreprocess(fn, spec.image_key)
+    return _RecordFn(fn, spec.image_key, True)
 
 
-class Loader(grain.DataLoader):
-    """A ``grain.DataLoader`` that also knows its dataset and epoch length.
+class _HostBatches:
+    """Random-access source of this host's rows of every global batch (one element = one batch).
+
+    Global batch ``j`` holds stream positions ``[j·G, (j+1)·G)``; host ``k`` reads positions
+    ``[j·G + k·B, j·G + (k+1)·B)`` (``G = S·B``). Position ``g`` is record
+    ``stream[g].record_key`` augmented with ``stream[g].rng`` (Grain's ``Philox(seed + g)``), so
+    neither the records nor their randomness depend on the host.
+    """
+
+    def __init__(self, source, stream, fn, *, batch_size, shard_index, shard_count, total):
+        self.source = source
+        self.stream = stream
+        self.fn = fn
+        self.batch_size = batch_size
+        self.shard_index = shard_index
+        self.global_batch_size = batch_size * shard_count
+        self.total = total  # stream positions available (None: endless)
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def __getitem__(self, j: int) -> dict:
+        lo = int(j) * self.global_batch_size + self.shard_index * self.batch_size
+        hi = lo + self.batch_size if self.total is None else min(lo + self.batch_size, self.total)
+        records = []
+        for g in range(lo, hi) if hi > lo else (0,):  # an empty share still has the shape
+            meta = self.stream[g]
+            records.append(self.fn(self.source[meta.record_key], meta.rng))
+        images = np.stack([r[0] for r in records])
+        labels = np.stack([r[1] for r in records])
+        if hi <= lo:
+            images, labels = images[:0], labels[:0]
+        return {"image": images, "label": labels}
+
+    def __repr__(self) -> str:
+        return f"_HostBatches(shard_index={self.shard_index}, batch_size={self.batch_size})"
+
+
+class _BatchSampler:
+    """Batch indices ``start, start + 1, ...`` below ``num_batches`` (None: endless)."""
+
+    def __init__(self, start: int, num_batches: int | None):
+        self.start = start
+        self.num_batches = num_batches
+
+    def __len__(self) -> int:
+        return sys.maxsize if self.num_batches is None else self.num_batches - self.start
+
+    def __getitem__(self, index: int) -> grain.RecordMetadata:
+        if index < 0 or index >= len(self):
+            raise IndexError(f"batch {index} out of range")
+        return grain.RecordMetadata(index=index, record_key=self.start + index)
+
+    def __repr__(self) -> str:
+        return f"_BatchSampler(start={self.start}, num_batches={self.num_batches})"
+
+
+class Loader:
+    """One split's input pipeline; iterate it for batches (a fresh pass each time).
 
     Attributes:
       info: the dataset's :class:`~ottt_jax.data.DatasetInfo`.
       split: ``"train"`` or ``"test"``.
-      num_records: records of this host's shard (one epoch).
-      batch_size: per-host batch size.
-      drop_remainder: whether partial batches are dropped.
+      num_records: records of the split (one epoch, all hosts together).
+      batch_size: per-host batch size ``B`` (this host's rows of each global batch).
+      global_batch_size: ``G = B · shard_count``.
+      drop_remainder: whether partial global batches are dropped.
       num_epochs: epochs the loader runs, or ``None`` for an endless loader.
+      num_batches: global batches the loader yields (``None``: endless).
     """
 
-    def __init__(
-        self,
-        *,
-        info: DatasetInfo,
-        split: str,
-        num_records: int,
-        batch_size: int,
-        drop_remainder: bool,
-        num_epochs: int | None,
-        **kwargs: Any,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, *, info, split, source, stream, fn, batch_size, shard_index, shard_count,
+                 drop_remainder, num_epochs, worker_count, state_key):  # fmt: skip
         self.info = info
         self.split = split
-        self.num_records = num_records
+        self.num_records = len(source)
         self.batch_size = batch_size
+        self.global_batch_size = batch_size * shard_count
         self.drop_remainder = drop_remainder
         self.num_epochs = num_epochs
+        total = None if num_epochs is None else num_epochs * self.num_records
+        self.num_batches = (
+            None if total is None else _num_batches(total, self.global_batch_size, drop_remainder)
+        )
+        self.worker_count = worker_count
+        self.state_key = state_key
+        self.batches = _HostBatches(
+            source, stream, fn, batch_size=batch_size, shard_index=shard_index,
+            shard_count=shard_count, total=total,
+        )  # fmt: skip
 
     @property
     def steps_per_epoch(self) -> int:
-        """Batches per epoch on this host: ``⌊n/B⌋`` (``⌈n/B⌉`` without ``drop_remainder``)."""
-        return _num_batches(self.num_records, self.batch_size, self.drop_remainder)
+        """Global batches per epoch: ``⌊N/G⌋`` (``⌈N/G⌉`` without ``drop_remainder``)."""
+        return _num_batches(self.num_records, self.global_batch_size, self.drop_remainder)
+
+    def grain_loader(self, start: int = 0) -> grain.DataLoader:
+        """Return the ``grain.DataLoader`` that yields global batches ``start, start + 1, ...``."""
+        return grain.DataLoader(
+            data_source=self.batches,
+            sampler=_BatchSampler(start, self.num_batches),
+            operations=(),
+            worker_count=self.worker_count,
+            shard_options=grain.sharding.NoSharding(),
+        )
+
+    def __iter__(self) -> LoaderIterator:
+        return LoaderIterator(self)
+
+
+class LoaderIterator:
+    """An iterator over a :class:`Loader` whose state is the global batch position.
+
+    ``get_state()`` returns JSON bytes ``{"batch": j, ...}`` (the number of global batches taken,
+    plus the loader facts it must match); it names no host, host count or worker count, so every
+    host restores the same saved state, into any number of hosts.
+    """
+
+    def __init__(self, loader: Loader, batch: int = 0):
+        self.loader = loader
+        self.batch = batch
+        self.iterator = iter(loader.grain_loader(batch))
+
+    def __iter__(self) -> LoaderIterator:
+        return self
+
+    def __next__(self) -> dict:
+        out = next(self.iterator)
+        self.batch += 1
+        return out
+
+    def get_state(self) -> bytes:
+        """Return the position as JSON bytes (global batches taken and the loader's facts)."""
+        return json.dumps({"batch": self.batch, **self.loader.state_key}, sort_keys=True).encode()
+
+    def set_state(self, state: bytes) -> None:
+        """Continue after the batches a :meth:`get_state` value had taken.
+
+        Raises:
+          ValueError: the state is not one of this format, or was saved by a loader with other
+            facts (naming the field: dataset, seed, global batch size...).
+        """
+        try:
+            saved = json.loads(bytes(state).decode())
+            batch = saved.pop("batch")
+        except (ValueError, TypeError, AttributeError, KeyError):
+            raise ValueError(
+                "data iterator state is not a global batch position (saved by another ottt_jax "
+                "version?); start a new workdir"
+            ) from None
+        for key, want in self.loader.state_key.items():
+            if saved.get(key) != want:
+                raise ValueError(
+                    f"data iterator state has {key}={saved.get(key)!r} but this loader has "
+                    f"{key}={want!r}"
+                )
+        if not (_is_int(batch) and batch >= 0):
+            raise ValueError(f"data iterator state has batch={batch!r}; expected an int >= 0")
+        self.batch = batch
+        self.iterator = iter(self.loader.grain_loader(batch))
 
 
 def make_loader(
@@ -239,22 +341,23 @@ def make_loader(
     cutout: str = "reference",
     data_source: Any = None,
 ) -> Loader:
-    """Build the input pipeline of one split.
+    """Build the input pipeline of one split (this host's rows of every global batch).
 
     Args:
       name: a registered dataset name (built-ins: ``digits``, ``cifar10``, ``cifar100``,
         ``imagenet2012``, ``cifar10_dvs``; see :mod:`ottt_jax.data.catalog`).
       split: ``"train"`` or ``"test"`` (ImageNet ``test`` = the validation set).
-      batch_size: per-host batch size ``B``.
+      batch_size: per-host batch size ``B``; the global batch is ``G = B · shard_count``.
       seed: int in ``[0, 2**32)``: shuffling and augmentation randomness.
       data_dir: TFDS data directory (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
       shuffle: default True for train, False for test; reshuffled every epoch.
       augment: default True for train (datasets with an augmentation), False for test.
       num_epochs: epochs to run; ``None`` means endless for train and 1 for test.
       drop_remainder: default True for train, False for test (see the module docstring).
-      shard_index: this host's index (e.g. ``jax.process_index()``).
-      shard_count: number of hosts (e.g. ``jax.process_count()``).
-      worker_count: Grain worker processes (0: preprocess in this process).
+      shard_index: this host's index ``k`` (e.g. ``jax.process_index()``).
+      shard_count: number of hosts ``S`` (e.g. ``jax.process_count()``).
+      worker_count: Grain worker processes (0: preprocess in this process); each worker builds
+        whole batches, so the batches do not depend on it.
       num_frames: frames per sample for ``cifar10_dvs`` (default 10); ``None`` otherwise.
       cutout: CIFAR training cutout: ``"reference"`` (the authors' torchtoolbox random erasing),
         ``"hole"`` (DeVries' 16×16 hole) or ``"none"``.
@@ -263,7 +366,8 @@ def make_loader(
 
     Returns:
       A :class:`Loader` whose iteration yields ``{"image": float32 [B, H, W, C]`` (DVS:
-      ``[B, T, H, W, C]``), ``"label": int32 [B]}``.
+      ``[B, T, H, W, C]``), ``"label": int32 [B]}`` (fewer rows, possibly 0, in the last global
+      batch without ``drop_remainder``).
 
     Raises:
       ValueError: unknown name/split/cutout or a bad batch size, seed, shard or epoch count.
@@ -279,6 +383,10 @@ def make_loader(
         raise ValueError(f"num_epochs must be None or a positive int, got {num_epochs!r}")
     if not (_is_int(worker_count) and worker_count >= 0):
         raise ValueError(f"worker_count must be an int >= 0, got {worker_count!r}")
+    if not (_is_int(shard_count) and shard_count >= 1):
+        raise ValueError(f"shard_count must be a positive int, got {shard_count!r}")
+    if not (_is_int(shard_index) and 0 <= shard_index < shard_count):
+        raise ValueError(f"shard_index must be an int in [0, {shard_count}), got {shard_index!r}")
     if cutout not in aug.CUTOUT_MODES:
         raise ValueError(f"cutout must be one of {aug.CUTOUT_MODES}, got {cutout!r}")
     train = split == "train"
@@ -294,45 +402,38 @@ def make_loader(
     if data_source is None:
         data_dir = None if data_dir is None else os.fspath(data_dir)
         data_source = spec.open_split(split, data_dir, info.num_frames)
-    start, stop = shard_bounds(
-        len(data_source), shard_index, shard_count, drop_remainder=drop_remainder
-    )
-    num_records = stop - start
+    num_records = len(data_source)
+    global_batch = batch_size * shard_count
     if num_records == 0:
+        raise ValueError(f"split {split!r} of {name!r} is empty")
+    if drop_remainder and global_batch > num_records:
         raise ValueError(
-            f"shard {shard_index} of {shard_count} of {name!r} ({split}) is empty "
-            f"({len(data_source)} records)"
-        )
-    if drop_remainder and batch_size > num_records:
-        raise ValueError(
-            f"batch_size {batch_size} exceeds the {num_records} records of this shard of "
-            f"{name!r} ({split}); with drop_remainder=True no batch would be produced"
+            f"the global batch {global_batch} (batch_size {batch_size} x {shard_count} hosts) "
+            f"exceeds the {num_records} records of {name!r} ({split}); with drop_remainder=True "
+            "no batch would be produced"
         )
     if worker_count > 0:
         _mark_absl_flags_parsed()
-    # One independent 32-bit stream per host: decorrelates the hosts' augmentations.
-    host_seed = int(np.random.SeedSequence([seed, shard_index]).generate_state(1)[0])
-    sampler = grain.samplers.IndexSampler(
+    # The global record stream: epoch after epoch of the split, each reshuffled with ``seed``.
+    stream = grain.samplers.IndexSampler(
         num_records=num_records,
         shard_options=grain.sharding.NoSharding(),
         shuffle=shuffle,
         num_epochs=num_epochs,
-        seed=host_seed,
+        seed=seed,
     )
-    operations = [
-        _transform(spec, augment, cutout),
-        grain.transforms.Batch(batch_size=batch_size, drop_remainder=drop_remainder),
-    ]
+    state_key = {
+        "dataset": name,
+        "split": split,
+        "seed": seed,
+        "shuffle": shuffle,
+        "augment": bool(augment),
+        "num_records": num_records,
+        "global_batch_size": global_batch,
+    }
     return Loader(
-        info=info,
-        split=split,
-        num_records=num_records,
-        batch_size=batch_size,
-        drop_remainder=drop_remainder,
-        num_epochs=num_epochs,
-        data_source=_ShardSource(data_source, start, stop),
-        sampler=sampler,
-        operations=operations,
-        worker_count=worker_count,
-        shard_options=grain.sharding.NoSharding(),
-    )
+        info=info, split=split, source=data_source, stream=stream,
+        fn=_record_fn(spec, augment, cutout), batch_size=batch_size, shard_index=shard_index,
+        shard_count=shard_count, drop_remainder=drop_remainder, num_epochs=num_epochs,
+        worker_count=worker_count, state_key=state_key,
+    )  # fmt: skip
