@@ -1,8 +1,9 @@
 """Section 1: training memory against T (the paper's Fig. 2), from XLA's compiled memory analysis.
 
 ``python -m benchmarks.memory [--quick]``. Nothing runs: each training iteration (one OTTT_A /
-OTTT_O / BPTT update of VGG-11 sWS at CIFAR-10 shapes, batch 128, SGD with momentum, params and
-optimizer state donated) is only lowered and compiled, and ``temp_size_in_bytes`` is read.
+OTTT_O / BPTT / SLTT / SLTT-K (K = 2) update of VGG-11 sWS at CIFAR-10 shapes, batch 128, SGD
+with momentum, params and optimizer state donated) is only lowered and compiled, and
+``temp_size_in_bytes`` is read.
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ import itertools
 import sys
 
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
-from benchmarks.train_iteration import METHODS, init_params, label, make_iteration
+from benchmarks.train_iteration import METHODS, init_params, label, make_iteration, split_method
 
-LABELS = {m: label(m) for m in METHODS}
+#: The curves: the paper's three methods, then SLTT and SLTT-K (K = 2; Meng et al., ICCV 2023).
+CURVES = (*METHODS, "sltt", "sltt_k:k=2")
+LABELS = {m: label(m) for m in CURVES}
+
+
+def applies(method: str, num_steps: int) -> bool:
+    """Return whether ``method`` is defined at T = ``num_steps`` (SLTT-K needs K <= T)."""
+    return split_method(method)[1].get("k", 1) <= num_steps
 
 
 def vgg_builder(vgg_cfg=None, num_classes: int = 10):
@@ -82,8 +90,9 @@ def _plot(ts, table, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for m, style in zip(METHODS, ("o-", "s-", "^-")):
-        ax.plot(ts, [table[m][t]["temp"] / 1024 for t in ts], style, label=LABELS[m])
+    for m, style in zip(CURVES, ("o-", "s-", "^-", "v--", "d--")):
+        tm = [t for t in ts if t in table[m]]
+        ax.plot(tm, [table[m][t]["temp"] / 1024 for t in tm], style, label=LABELS[m])
     ax.set_xlabel("time steps T")
     ax.set_ylabel("compiled temporary memory (GiB)")
     ax.set_title("VGG-11 sWS, CIFAR-10 shapes, batch 128, one training iteration")
@@ -101,16 +110,19 @@ def run(quick: bool = False) -> Section:
     """Measure memory for every method and T; return the section."""
     ts = (1, 2, 6, 16) if quick else (1, 2, 4, 6, 8, 16, 32)
     with Timer() as timer:
-        table = {m: {t: measure(m, t) for t in ts} for m in METHODS}
+        table = {m: {t: measure(m, t) for t in ts if applies(m, t)} for m in CURVES}
     path = figure_path("memory_vs_T.png")
     _plot(ts, table, path)
 
     rows = [
         [t]
-        + [f"{table[m][t]['temp']:.0f}" for m in METHODS]
+        + [f"{table[m][t]['temp']:.0f}" if t in table[m] else "—" for m in CURVES]
         + [f"{table['bptt'][t]['temp'] / table['ottt_a'][t]['temp']:.2f}×"]
         for t in ts
     ]
+    sl = {m: [table[m][t]["temp"] for t in ts if t >= 2] for m in ("sltt", "sltt_k:k=2")}
+    flat_s = max(max(v) / min(v) for v in sl.values())
+    sltt6, sk6 = table["sltt"][6]["temp"], table["sltt_k:k=2"][6]["temp"]
     args = table["ottt_a"][ts[0]]
     o = {m: [table[m][t]["temp"] for t in ts if t >= 2] for m in METHODS}
     flat_a = max(o["ottt_a"]) / min(o["ottt_a"])
@@ -134,12 +146,22 @@ def run(quick: bool = False) -> Section:
             "`memory_analysis().temp_size_in_bytes` (deterministic on CPU). Arguments "
             f"{args['argument']:.0f} MiB, outputs {args['output']:.0f} MiB for every row.",
             "",
-            md_table(["T", "OTTT_A (MiB)", "OTTT_O (MiB)", "BPTT (MiB)", "BPTT / OTTT_A"], rows),
+            md_table(
+                ["T", *(f"{LABELS[m]} (MiB)" for m in CURVES), "BPTT / OTTT_A"],
+                rows,
+            ),
             "",
             f"![memory]({rel(path)})",
             "",
             "T = 1 compiles without a loop (the final state is dead), so it is the footprint of a "
-            "single step and not representative of T ≥ 2.",
+            "single step and not representative of T ≥ 2. SLTT-K with K = 2 needs T ≥ 2.",
+            "",
+            "**SLTT and SLTT-K** (Meng et al., ICCV 2023; rules `sltt`, `sltt_k`) detach the "
+            "membrane as OTTT does but take each weight gradient at the instantaneous input "
+            "spikes, so their state is the membrane only (no trace): at T = 6 SLTT needs "
+            f"{sltt6:.0f} MiB against OTTT_A's {table['ottt_a'][6]['temp']:.0f} MiB. SLTT-K "
+            f"(K = 2, {sk6:.0f} MiB) runs each step inside a `lax.cond` between a gradient step "
+            "and a forward-only step; the conditional's own buffers are what it adds to SLTT.",
             "",
             "**Where OTTT's memory goes, and the 3× target.** OTTT at T ≥ 2 must carry the "
             f"membrane and trace of every neuron ({state_mib:.0f} MiB at batch 128 in float32) "
@@ -175,6 +197,12 @@ def run(quick: bool = False) -> Section:
             "OTTT memory is constant in T (T = 32 within 5% of T = 2)",
             "holds" if flat_a <= 1.05 and flat_o <= 1.05 else "misses",
             f"OTTT_A max/min over T ≥ 2: {flat_a:.3f}; OTTT_O: {flat_o:.3f}",
+        ),
+        (
+            "SLTT and SLTT-K (K = 2) memory is constant in T and SLTT's is below OTTT_A's",
+            "holds" if flat_s <= 1.05 and sltt6 < table["ottt_a"][6]["temp"] else "misses",
+            f"max/min over T ≥ 2: {flat_s:.3f}; at T = 6 SLTT {sltt6:.0f} MiB, SLTT-K {sk6:.0f} "
+            f"MiB, OTTT_A {table['ottt_a'][6]['temp']:.0f} MiB",
         ),
         (
             "BPTT memory grows linearly with T",

@@ -17,9 +17,29 @@ from typing import Any
 METHODS = ("ottt_a", "ottt_o", "bptt")
 
 
+def split_method(spec: str) -> tuple[str, dict[str, int]]:
+    """Split a method spec ``'name'`` or ``'name:option=int,...'`` into the rule and its options.
+
+    ``'sltt_k:k=2'`` is SLTT-K with ``k = 2`` (the rule's options, :mod:`ottt_jax.rules`).
+    """
+    name, _, opts = spec.partition(":")
+    options = {}
+    for item in filter(None, opts.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"method option {item!r} in {spec!r} must look like 'key=int'")
+        options[key.strip()] = int(value)
+    return name, options
+
+
 def label(method: str) -> str:
-    """Return the display name of a rule (``'ottt_a'`` -> ``'OTTT_A'``)."""
-    return method.upper()
+    """Return the display name of a method spec (``'ottt_a'`` -> ``'OTTT_A'``,
+    ``'sltt_k:k=2'`` -> ``'SLTT-K (K=2)'``)."""
+    name, options = split_method(method)
+    text = "SLTT-K" if name == "sltt_k" else name.upper()
+    if options:
+        text += " (" + ", ".join(f"{k.upper()}={v}" for k, v in options.items()) + ")"
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +61,11 @@ class Iteration:
 
 
 def check_method(method: str) -> str:
-    """Return ``method`` if it names a registered rule; else raise a ValueError listing them."""
+    """Return ``method`` if it names a registered rule and its options; else raise ValueError."""
     from ottt_jax import rules
 
-    rules.get_rule(method)
+    name, options = split_method(method)
+    rules.get_rule(name).with_options(**options)
     return method
 
 
@@ -67,7 +88,8 @@ def make_iteration(
 
     Args:
       build: ``build(mode) -> model``; called once with the rule's :class:`ottt_jax.mode.Mode`.
-      method: a registered rule name ('ottt_a', 'ottt_o', 'bptt', ...).
+      method: a registered rule name ('ottt_a', 'ottt_o', 'bptt', 'sltt', ...), optionally with
+        the rule's options, ``'sltt_k:k=2'`` (:func:`split_method`).
       num_steps: T (int >= 1).
       batch: B, the batch size the state is built for.
       input_shape: ``(H, W, C)`` of one frame.
@@ -85,7 +107,8 @@ def make_iteration(
     from ottt_jax.losses import instantaneous_loss
     from ottt_jax.models import make_step
 
-    rule = rules.get_rule(method)
+    name, options = split_method(method)
+    rule = rules.get_rule(name).with_options(**options)
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     model = build(rule.mode)
@@ -96,7 +119,9 @@ def make_iteration(
 
     def fn(params, opt_state, x, y):
         st = model.init_state(batch, shape, train=False)
-        key = jax.random.PRNGKey(0)  # for stochastic rules; the built-in ones ignore it
+        # For stochastic rules (SLTT-K draws its K steps from it): one fixed draw; the cost of an
+        # iteration does not depend on which K steps are drawn.
+        key = jax.random.PRNGKey(0)
         r = rule.apply(
             step, loss_fn, opt, params, opt_state, st, x, y, num_steps=num_steps, key=key
         )
