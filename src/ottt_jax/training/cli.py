@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ottt_jax import config as config_lib
 from ottt_jax.errors import UserError
-from ottt_jax.training.build import initialize_distributed
+from ottt_jax.training import distributed
 from ottt_jax.training.loop import TrainingDivergedError, evaluate_checkpoint, train
 
 __all__ = ["cli_eval", "cli_train"]
@@ -21,7 +21,10 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
       argv: the arguments (default ``sys.argv[1:]``).
 
     Returns:
-      The exit status: 0, 2 for a bad config / missing data / divergence, 130 on Ctrl-C.
+      The exit status: 0; 2 for a bad config / missing data / divergence; 75
+      (``distributed.EXIT_STOPPED``) after a SIGINT / SIGTERM on any host: every host stopped
+      after the same step and saved it, rerun the same command to resume; 130 for a second
+      signal (aborted without saving).
     """
     import argparse
 
@@ -30,14 +33,27 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
     p.add_argument("--workdir", default=None, help="run directory (default runs/<name>)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--multihost", action="store_true", help="call jax.distributed.initialize()")
+    p.add_argument(
+        "--multihost",
+        action="store_true",
+        help="start multi-host JAX: from the three flags below, else JAX_COORDINATOR_ADDRESS / "
+        "JAX_NUM_PROCESSES / JAX_PROCESS_ID, else JAX's SLURM/TPU/Open MPI detection",
+    )
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (--multihost)")
+    p.add_argument("--num-processes", type=int, metavar="N", help="process count (--multihost)")
+    p.add_argument("--process-id", type=int, metavar="I", help="this process's id (--multihost)")
     p.add_argument("--list", action="store_true", help="list presets and exit")
     args = p.parse_args(argv)
     if args.list:
         print("\n".join(config_lib.list_presets()))
         return 0
-    if args.multihost:
-        initialize_distributed()
+    cluster = (args.coordinator, args.num_processes, args.process_id)
+    if args.multihost or any(v is not None for v in cluster):
+        try:
+            distributed.initialize(*cluster)
+        except UserError as e:
+            print(f"ottt-train: error: {e}", file=sys.stderr)
+            return 2
     overrides = list(args.set)
     if args.resume is not None:
         overrides.append(f"resume={str(args.resume).lower()}")
@@ -47,8 +63,15 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TrainingDivergedError, UserError) as e:
         print(f"ottt-train: error: {e}", file=sys.stderr)
         return 2
+    except distributed.TrainingStopped as e:
+        print(
+            f"ottt-train: stopped at step {e.step} ({e.signal_name or 'signal on another host'}); "
+            "checkpoint saved, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return distributed.EXIT_STOPPED
     except KeyboardInterrupt:
-        return 130
+        return distributed.EXIT_ABORTED
     print(f"test accuracy: {100 * r['test_accuracy']:.2f}%")
     return 0
 

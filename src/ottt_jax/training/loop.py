@@ -1,15 +1,15 @@
 """The training loop ``train(cfg)``, evaluation, and evaluation of a saved run.
 
-Multi-host runs call :func:`~ottt_jax.training.build.initialize_distributed` first
-(``ottt-train --multihost``); each host loads its own shard of every global batch.
+Multi-host runs call :func:`~ottt_jax.training.distributed.initialize` first
+(``ottt-train --multihost``); each host loads its rows of every global batch, and the batches do not
+depend on the host count. SIGINT / SIGTERM on any host stops every host after the same step with
+one checkpoint (:class:`~ottt_jax.training.distributed.TrainingStopped`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,11 +33,13 @@ from ottt_jax.training.build import (
     per_host_batch,
     update_count,
 )
+from ottt_jax.training.distributed import StopRequest, TrainingStopped, agree_to_stop
 from ottt_jax.training.logging import MetricsLogger, plot_curves, progress_bar, summary
 from ottt_jax.training.steps import init_train_state, make_eval_step, make_train_step
 
 __all__ = [
     "TrainingDivergedError",
+    "TrainingStopped",
     "device_batch",
     "evaluate",
     "evaluate_checkpoint",
@@ -135,29 +137,6 @@ def _check_compatible(saved: dict, cfg: config_lib.Config) -> None:
         )
 
 
-class _InterruptFlag:
-    """Defer Ctrl-C (SIGINT) to the next step boundary, so the checkpoint is exact.
-
-    A second Ctrl-C interrupts immediately.
-    """
-
-    def __init__(self):
-        self.flag = False
-        self._old = None
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
-
-    def restore(self) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-
-
 def train(
     cfg: config_lib.Config | str,
     overrides: Sequence[str] | dict | None = None,
@@ -175,7 +154,7 @@ def train(
         ``cfg.workdir`` or ``runs/<name>``). A workdir with a checkpoint resumes from it.
       devices: devices to train on (default: all); the global batch must divide by their number.
       on_step: called as ``on_step(step)`` after every training step (``step`` counts from 1),
-        before logging, evaluation and saving; a Ctrl-C (SIGINT) raised in it stops the run
+        before logging, evaluation and saving; a SIGINT / SIGTERM raised in it stops the run
         with an exact checkpoint at ``step``.
 
     Returns:
@@ -186,6 +165,8 @@ def train(
     Raises:
       TrainingDivergedError: the loss became non-finite (the last good checkpoint is kept).
       IncompatibleCheckpointError: the workdir holds a checkpoint of another config.
+      TrainingStopped: a SIGINT / SIGTERM on any host; every host saved the same step (a
+        ``KeyboardInterrupt``; a second signal raises a plain ``KeyboardInterrupt`` at once).
     """
     if isinstance(cfg, str):
         cfg = config_lib.get_config(cfg, overrides or ())
@@ -283,7 +264,7 @@ def train(
             run_batches += 1
         pending.clear()
 
-    interrupted = _InterruptFlag()
+    stop = StopRequest(announce=True)  # after jax.distributed.initialize (the CLI's order)
     try:
         while step < total_steps:
             images, labels = device_batch(s, next(it))
@@ -333,14 +314,14 @@ def train(
                 save(step, best=improved and cfg.keep_best, eval_acc=last_eval["accuracy"])
             elif do_save:
                 save(step)
-            if interrupted.flag:  # Ctrl-C lands here, between two whole steps
+            if agree_to_stop(stop.requested):  # every host: the same step boundary
                 flush()
                 save(step)
                 if is_main:
-                    print(f"\ninterrupted at step {step}; checkpoint saved, rerun to resume")
-                raise KeyboardInterrupt
+                    print(f"\nstopped at step {step}; checkpoint saved, rerun to resume")
+                raise TrainingStopped(step, stop.signal_name)
     finally:
-        interrupted.restore()
+        stop.restore()
         if bar is not None:
             bar.close()
         logger.close()
@@ -350,9 +331,9 @@ def train(
     if not last_eval:
         last_eval = evaluate(s, ts.params, num_steps=eval_t)
     seconds = time.perf_counter() - t0
-    curves = plot_curves(
-        os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "curves.png")
-    )
+    curves = os.path.join(workdir, "curves.png")
+    if is_main:  # one writer of the shared workdir
+        curves = plot_curves(os.path.join(workdir, "metrics.jsonl"), curves)
     result = {
         "test_accuracy": last_eval["accuracy"],
         "test_loss": last_eval["loss"],
