@@ -163,6 +163,16 @@ def test_missing_archive_names_the_file_and_the_download(tmp_path):
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
 
 
+@pytest.mark.parametrize("manual", ["empty", "missing"])
+def test_an_empty_or_missing_manual_dir_is_an_error_not_a_download(tmp_path, manual):
+    manual_dir = tmp_path / "manual"
+    if manual == "empty":
+        manual_dir.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"cifar-100-python.tar.gz not found"):
+        prepare_dataset("cifar100", manual_dir=manual_dir, data_dir=tmp_path / "tfds")
+    assert not (tmp_path / "tfds").exists()
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned",))

@@ -41,6 +41,7 @@ __all__ = [
     "Cifar10FromArchive",
     "Cifar100FromArchive",
     "CifarArchive",
+    "archive_path",
     "encode_png",
     "images_from_rows",
     "prepare",
@@ -234,6 +235,26 @@ no TensorFlow needed.
 """
 
 
+def archive_path(name: str, manual_dir: str | os.PathLike) -> str:
+    """Return the path of ``name``'s python-version archive in ``manual_dir``.
+
+    Raises:
+      FileNotFoundError: it is not there (the message says where to download it, and notes a
+        binary-version archive found instead).
+    """
+    spec = ARCHIVES[name]
+    path = os.path.join(os.fspath(manual_dir), spec.filename)
+    if not os.path.isfile(path):
+        binary = os.path.join(os.fspath(manual_dir), spec.filename.replace("python", "binary"))
+        found = (
+            " (found the binary version, which this reader does not take)"
+            if os.path.isfile(binary)
+            else ""
+        )
+        raise FileNotFoundError(f"{path} not found{found}.\n" + MANUAL_INSTRUCTIONS)
+    return path
+
+
 class _FromArchive:
     """The python-archive reading shared by the two builders (mixed in before TFDS's class)."""
 
@@ -246,23 +267,14 @@ class _FromArchive:
         return epath.Path(__file__)
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        spec = ARCHIVES[self.name]
         try:
             manual_dir = dl_manager.manual_dir
-        except AssertionError:  # TFDS asserts when no manual_dir was given
+        except AssertionError:  # TFDS asserts when the manual dir is unset, missing or empty
             manual_dir = None
         if manual_dir is not None:
-            path = os.path.join(os.fspath(manual_dir), spec.filename)
-            if not os.path.isfile(path):
-                binary = spec.filename.replace("python", "binary")
-                found = (
-                    " (found the binary version, which this reader does not take)"
-                    if (os.path.isfile(os.path.join(os.fspath(manual_dir), binary)))
-                    else ""
-                )
-                raise FileNotFoundError(f"{path} not found{found}.\n" + MANUAL_INSTRUCTIONS)
+            path = archive_path(self.name, manual_dir)
         else:
-            path = os.fspath(dl_manager.download(spec.url))
+            path = os.fspath(dl_manager.download(ARCHIVES[self.name].url))
         splits, names = read_archive(path, self.name)
         for field, field_names in names.items():
             self.info.features[field].names = field_names
@@ -311,6 +323,8 @@ def prepare(
     """
     if name not in _BUILDERS:
         raise ValueError(f"name must be one of {sorted(_BUILDERS)}, got {name!r}")
+    if manual_dir is not None:
+        archive_path(name, manual_dir)  # a missing archive is an error, not a download
     builder = _BUILDERS[name](
         data_dir=None if data_dir is None else os.fspath(data_dir), file_format="array_record"
     )
