@@ -114,8 +114,21 @@ def avg_pool(x: Array, window: int = 2, stride: int | None = None, padding: int 
       ``[B, Ho, Wo, C]``.
     """
     stride = window if stride is None else stride
-    pad = ((padding, padding), (padding, padding))
-    return nn.avg_pool(x, (window, window), (stride, stride), padding=pad, count_include_pad=True)
+    if padding:
+        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    ho = (x.shape[1] - window) // stride + 1
+    wo = (x.shape[2] - window) // stride + 1
+    # The window's k·k strided slices summed in row-major order (the order of a reduce-window),
+    # not lax.reduce_window: XLA:CPU fuses a reduce-window into the next conv's YNNPACK fusion
+    # and materializes every scalar it meets there (the 1/k², the spike scale, the leak λ) as a
+    # full-size buffer (196 MiB live at once for VGG-11 at batch 128).
+    total = None
+    for i in range(window):
+        for j in range(window):
+            rows = slice(i, i + stride * (ho - 1) + 1, stride)
+            part = x[:, rows, j : j + stride * (wo - 1) + 1 : stride]
+            total = part if total is None else total + part
+    return total / (window * window)
 
 
 class Conv(nn.Module):
