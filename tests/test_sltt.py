@@ -463,3 +463,21 @@ def test_config_key_rule_k_is_checked_against_t_and_reaches_the_rule():
     with pytest.raises(ValueError, match=r"rule\.k is not an option of method 'sltt'"):
         config_lib.get_config("digits", ["method=sltt", "rule.k=1"])
     assert build_rule(config_lib.get_config("digits", ["method=sltt"])).mode == SLTT
+
+
+@pytest.mark.slow
+def test_sltt_k_trains_the_same_on_four_devices_and_resumes_exactly(tmp_path):
+    """The trainer's per-iteration rule key: 4 devices = 1 device; a resumed run = a full one."""
+    from ottt_jax import training
+
+    overrides = ["method=sltt_k", "max_train_steps=4", "checkpoint_every_steps=2"]
+    cfg = config_lib.get_config("digits", [*overrides, "progress=false"])
+    one = training.train(cfg, workdir=str(tmp_path / "one"), devices=jax.devices()[:1])
+    four = training.train(cfg, workdir=str(tmp_path / "four"))
+    chex.assert_trees_all_close(
+        jax.device_get(one["params"]), jax.device_get(four["params"]), rtol=1e-5, atol=1e-6
+    )
+    stop2 = config_lib.apply_overrides(cfg, ["max_train_steps=2"])
+    training.train(stop2, workdir=str(tmp_path / "r"), devices=jax.devices()[:1])
+    resumed = training.train(cfg, workdir=str(tmp_path / "r"), devices=jax.devices()[:1])
+    chex.assert_trees_all_equal(jax.device_get(resumed["params"]), jax.device_get(one["params"]))
