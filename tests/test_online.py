@@ -206,6 +206,14 @@ def test_grad_reduce_hook_is_applied_each_step():
         grad_reduce=lambda g: jax.tree.map(jnp.zeros_like, g),
     )  # fmt: skip
     chex.assert_trees_all_equal(zero.params, p0)
+    # halving every step's gradient under lr 1 is lr 1/2 at every one of the T updates
+    half = ottt_update(
+        step, LOSS, opt, p0, opt.init(p0), init(), X, Y, num_steps=T,
+        grad_reduce=lambda g: jax.tree.map(lambda x: 0.5 * x, g),
+    )  # fmt: skip
+    slow = optax.sgd(0.5)
+    ref = ottt_update(step, LOSS, slow, p0, slow.init(p0), init(), X, Y, num_steps=T)
+    chex.assert_trees_all_close(half.params, ref.params, rtol=1e-6, atol=1e-7)
 
 
 def test_static_input_equals_repeated_sequence_and_forward_matches():
