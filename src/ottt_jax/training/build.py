@@ -9,7 +9,10 @@ updates per batch.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -33,11 +36,14 @@ __all__ = [
     "build_neuron",
     "build_rule",
     "compute_dtype",
+    "default_workdir",
     "initialize_distributed",
     "make_optimizer",
     "make_schedule",
     "make_setup",
     "per_host_batch",
+    "resolve_workdir",
+    "resolved_config_json",
     "update_count",
 ]
 
@@ -242,6 +248,77 @@ def make_setup(cfg: config_lib.Config, devices: Sequence[jax.Device] | None = No
         batch_sharding=NamedSharding(mesh, P("data")),
         replicated=NamedSharding(mesh, P()),
     )
+
+
+def default_workdir(cfg: config_lib.Config) -> str:
+    """Return the default run directory of ``cfg``: ``runs/<name>-<method>[-<hash>]``.
+
+    ``<hash>`` is the first 8 hex digits of the SHA-256 of the keys that change the training
+    trajectory (every key but ``method`` and :data:`~ottt_jax.config.RESUMABLE_KEYS`) and differ
+    from the preset ``cfg.name`` (all of them when ``cfg.name`` is not a preset). It is absent when
+    no such key differs, so ``ottt-train`` trains in ``runs/digits-ottt_a``. Two configs share a
+    default workdir iff a checkpoint of one can resume the other (up to a hash collision).
+
+    Args:
+      cfg: a validated config.
+
+    Returns:
+      The relative path ``runs/<name>-<method>[-<hash>]``.
+    """
+
+    def trajectory(c: config_lib.Config) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in config_lib.to_flat_dict(c).items()
+            if k != "method"
+            and k not in config_lib.RESUMABLE_KEYS
+            and k.partition(".")[0] not in config_lib.RESUMABLE_KEYS
+        }
+
+    mine = trajectory(cfg)
+    if cfg.name in config_lib.list_presets():
+        base = trajectory(config_lib.get_config(cfg.name))
+        absent = object()  # a key of one architecture only (a model option)
+        mine = {
+            k: mine.get(k, "(absent)")
+            for k in sorted(mine.keys() | base.keys())
+            if mine.get(k, absent) != base.get(k, absent)
+        }
+    name = f"{cfg.name}-{cfg.method}"
+    if mine:
+        text = json.dumps(mine, sort_keys=True, default=repr)
+        name += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return os.path.join("runs", name)
+
+
+def resolve_workdir(cfg: config_lib.Config, workdir: str | os.PathLike | None = None) -> str:
+    """Return the absolute run directory: ``workdir``, else ``cfg.workdir``, else the default.
+
+    Args:
+      cfg: a validated config.
+      workdir: an explicit directory (``--workdir``), or None.
+
+    Returns:
+      The absolute path (nothing is created; see :func:`~ottt_jax.training.workdir.check_workdir`).
+    """
+    return os.path.abspath(os.fspath(workdir or cfg.workdir or default_workdir(cfg)))
+
+
+def resolved_config_json(cfg: config_lib.Config, workdir: str | os.PathLike | None = None) -> str:
+    """Return the resolved config as JSON: ``cfg`` with ``workdir`` set to the run's directory.
+
+    This is ``<workdir>/config.json`` and what ``ottt-train --print-config`` prints;
+    ``ottt-train --config <workdir>/config.json`` reruns (resumes) the same run.
+
+    Args:
+      cfg: a validated config.
+      workdir: an explicit directory, as for :func:`resolve_workdir`.
+
+    Returns:
+      Indented JSON of :func:`ottt_jax.config.to_dict`, without a trailing newline.
+    """
+    resolved = dataclasses.replace(cfg, workdir=resolve_workdir(cfg, workdir))
+    return json.dumps(config_lib.to_dict(resolved), indent=1)
 
 
 def initialize_distributed(**kwargs: Any) -> None:

@@ -9,9 +9,54 @@ from collections.abc import Sequence
 from ottt_jax import config as config_lib
 from ottt_jax.errors import UserError
 from ottt_jax.training import distributed
+from ottt_jax.training.build import resolved_config_json
 from ottt_jax.training.loop import TrainingDivergedError, evaluate_checkpoint, train
 
-__all__ = ["cli_eval", "cli_train"]
+__all__ = ["cli_eval", "cli_train", "list_keys"]
+
+_TRAIN_HELP = """\
+Train a spiking network with the gradient rule the config key method names (OTTT_A by default).
+
+The run goes to --workdir, by default runs/<preset>-<method>[-<hash of the other changed keys>]
+(one directory per config, so different runs never collide). Rerunning the same command resumes
+from the latest checkpoint, and a finished run prints its results. The resolved config is written
+to <workdir>/config.json.
+
+exit status: 0 done; 2 bad config, workdir, data or divergence; 75 stopped by SIGINT/SIGTERM
+(checkpoint saved, rerun the same command to resume); 130 a second signal (aborted, not saved)."""
+
+_TRAIN_EXAMPLES = """\
+examples:
+  ottt-train                                    # digits preset, OTTT_A, in runs/digits-ottt_a
+  ottt-train --set method=bptt                  # in runs/digits-bptt
+  ottt-train --config digits --set optim.lr=0.05 --set num_steps=6
+  ottt-train --list-keys                        # every KEY for --set, with its doc
+  ottt-train --set num_steps=6 --print-config   # the resolved config, no training"""
+
+_EVAL_HELP = """\
+Evaluate a training run's checkpoint on the test split, at any number of time steps T.
+
+--which best (default) takes the checkpoint of the best test accuracy; among tied evaluations it is
+the earliest (the output says so); --which latest takes the last one."""
+
+
+def list_keys() -> str:
+    """Return every config key with its documentation, one ``key  doc`` line each (sorted)."""
+    docs = config_lib.field_docs()
+    w = max(map(len, docs))
+    return "\n".join(f"{k:<{w}}  {docs[k]}" for k in sorted(docs))
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (time steps T), got {text!r}")
+    return value
 
 
 def cli_train(argv: Sequence[str] | None = None) -> int:
@@ -28,11 +73,37 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
-    p = argparse.ArgumentParser(prog="ottt-train", description=cli_train.__doc__)
-    p.add_argument("--config", default="digits", help="preset name or a config .json file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
-    p.add_argument("--workdir", default=None, help="run directory (default runs/<name>)")
-    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None)
+    p = argparse.ArgumentParser(
+        prog="ottt-train",
+        description=_TRAIN_HELP,
+        epilog=_TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        default="digits",
+        help="a preset name (see --list) or a config .json file, e.g. <workdir>/config.json "
+        "(default: digits)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set optim.lr=0.05 (repeatable); --list-keys lists "
+        "every key with its doc",
+    )
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help="run directory (default: runs/<preset>-<method>[-<hash of the changed keys>])",
+    )
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="continue from the workdir's checkpoint (default: the config's resume, true)",
+    )
     p.add_argument(
         "--multihost",
         action="store_true",
@@ -42,10 +113,21 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (--multihost)")
     p.add_argument("--num-processes", type=int, metavar="N", help="process count (--multihost)")
     p.add_argument("--process-id", type=int, metavar="I", help="this process's id (--multihost)")
-    p.add_argument("--list", action="store_true", help="list presets and exit")
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument(
+        "--list-keys", action="store_true", help="list every config key with its doc and exit"
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (JSON, workdir filled in) and exit without training",
+    )
     args = p.parse_args(argv)
     if args.list:
         print("\n".join(config_lib.list_presets()))
+        return 0
+    if args.list_keys:
+        print(list_keys())
         return 0
     cluster = (args.coordinator, args.num_processes, args.process_id)
     if args.multihost or any(v is not None for v in cluster):
@@ -59,8 +141,11 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
         overrides.append(f"resume={str(args.resume).lower()}")
     try:
         cfg = config_lib.get_config(args.config, overrides)
+        if args.print_config:
+            print(resolved_config_json(cfg, args.workdir))
+            return 0
         r = train(cfg, workdir=args.workdir)
-    except (ValueError, FileNotFoundError, TrainingDivergedError, UserError) as e:
+    except (ValueError, OSError, TrainingDivergedError, UserError) as e:
         print(f"ottt-train: error: {e}", file=sys.stderr)
         return 2
     except distributed.TrainingStopped as e:
@@ -87,19 +172,43 @@ def cli_eval(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
-    p = argparse.ArgumentParser(prog="ottt-eval", description=cli_eval.__doc__)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--num-steps", type=int, default=None, help="T for evaluation")
-    p.add_argument("--which", choices=("best", "latest"), default="best")
-    p.add_argument("--data-dir", default=None)
+    p = argparse.ArgumentParser(
+        prog="ottt-eval",
+        description=_EVAL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--workdir", required=True, help="the training run's directory")
+    p.add_argument(
+        "--num-steps",
+        type=_positive_int,
+        default=None,
+        metavar="T",
+        help="time steps for evaluation, >= 1 (default: the run's eval_num_steps)",
+    )
+    p.add_argument(
+        "--which",
+        choices=("best", "latest"),
+        default="best",
+        help="the best checkpoint (earliest among ties; default) or the latest",
+    )
+    p.add_argument("--data-dir", default=None, help="the dataset directory (default: the run's)")
     args = p.parse_args(argv)
     try:
         r = evaluate_checkpoint(
             args.workdir, num_steps=args.num_steps, which=args.which, data_dir=args.data_dir
         )
-    except (ValueError, FileNotFoundError, UserError) as e:
+    except (ValueError, OSError, UserError) as e:
         print(f"ottt-eval: error: {e}", file=sys.stderr)
         return 2
+    print(f"evaluated the {r['checkpoint']} checkpoint {r['path']} (step {r['step']})")
+    if args.which == "best" and r["checkpoint"] == "latest":
+        print("(the run kept no best checkpoint; this is the latest)")
+    if r["ties"]:
+        steps = ", ".join(map(str, r["ties"]))
+        print(
+            f"the best test accuracy is tied at steps {steps}; this is the earliest "
+            "(--which latest evaluates the last checkpoint)"
+        )
     print(json.dumps(dict(r), indent=1))
     print(f"test accuracy at T={r['num_steps']}: {100 * r['accuracy']:.2f}%")
     return 0

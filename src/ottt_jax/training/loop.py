@@ -31,19 +31,30 @@ from ottt_jax.training.build import (
     make_optimizer,
     make_setup,
     per_host_batch,
+    resolve_workdir,
+    resolved_config_json,
     update_count,
 )
 from ottt_jax.training.distributed import StopRequest, TrainingStopped, agree_to_stop
-from ottt_jax.training.logging import MetricsLogger, plot_curves, progress_bar, summary
+from ottt_jax.training.logging import (
+    MetricsLogger,
+    plot_curves,
+    progress_bar,
+    read_metrics,
+    summary,
+)
 from ottt_jax.training.steps import init_train_state, make_eval_step, make_train_step
+from ottt_jax.training.workdir import WorkdirError, WorkdirLock, check_workdir
 
 __all__ = [
     "TrainingDivergedError",
     "TrainingStopped",
+    "best_ties",
     "device_batch",
     "evaluate",
     "evaluate_checkpoint",
     "train",
+    "write_config",
 ]
 
 PyTree = Any
@@ -127,14 +138,46 @@ def evaluate(
     return {"accuracy": tot["correct"] / count, "loss": tot["loss"] / count, "count": tot["count"]}
 
 
-def _check_compatible(saved: dict, cfg: config_lib.Config) -> None:
+def _check_compatible(saved: dict, cfg: config_lib.Config, workdir: str) -> None:
     saved_cfg = config_lib.from_dict(saved)
     diffs = config_lib.diff(saved_cfg, cfg, ignore=config_lib.RESUMABLE_KEYS)
     if diffs:
         raise IncompatibleCheckpointError(
-            "the checkpoint in the workdir was written with a different config; refusing to "
-            "resume. Differences (checkpoint != requested):\n  " + "\n  ".join(diffs)
+            f"the checkpoint in workdir {workdir} was written with a different config; refusing "
+            "to resume. Pass another --workdir (or workdir=) to start a new run, or leave "
+            "--workdir out to get one per config. Differences (checkpoint != requested):\n  "
+            + "\n  ".join(diffs)
         )
+
+
+def write_config(cfg: config_lib.Config, workdir: str) -> str:
+    """Write the resolved config (``workdir`` filled in) to ``<workdir>/config.json`` atomically.
+
+    ``ottt-train --config <workdir>/config.json`` reruns (resumes) the same run.
+
+    Args:
+      cfg: the validated config.
+      workdir: the absolute run directory.
+
+    Returns:
+      The path of ``config.json``.
+
+    Raises:
+      WorkdirError: the file cannot be written (one line naming it).
+    """
+    path = os.path.join(workdir, "config.json")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    text = resolved_config_json(cfg, workdir)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise WorkdirError(
+            f"cannot write {path} ({e.strerror or e}); free space, make {workdir} writable or "
+            "pass another --workdir"
+        ) from None
+    return path
 
 
 def train(
@@ -150,8 +193,12 @@ def train(
     Args:
       cfg: a :class:`~ottt_jax.config.Config` or a preset name (``'digits'``, ``'cifar10_vgg'``...).
       overrides: dotted ``key=value`` overrides applied to ``cfg``.
-      workdir: where checkpoints, ``metrics.jsonl`` and ``curves.png`` go (default
-        ``cfg.workdir`` or ``runs/<name>``). A workdir with a checkpoint resumes from it.
+      workdir: where checkpoints, ``config.json``, ``metrics.jsonl`` and ``curves.png`` go
+        (default ``cfg.workdir``, else ``runs/<name>-<method>[-<hash of the other changed
+        keys>]``, :func:`~ottt_jax.training.build.default_workdir`). A workdir with a checkpoint
+        resumes from it; a workdir in use by another run is refused
+        (:class:`~ottt_jax.training.workdir.WorkdirLockedError`). Nothing is created on disk
+        before the config, devices and data have been checked.
       devices: devices to train on (default: all); the global batch must divide by their number.
       on_step: called as ``on_step(step)`` after every training step (``step`` counts from 1),
         before logging, evaluation and saving; a SIGINT / SIGTERM raised in it stops the run
@@ -165,6 +212,7 @@ def train(
     Raises:
       TrainingDivergedError: the loss became non-finite (the last good checkpoint is kept).
       IncompatibleCheckpointError: the workdir holds a checkpoint of another config.
+      WorkdirError: the workdir is a file, read-only or in use (one line naming it and the fix).
       TrainingStopped: a SIGINT / SIGTERM on any host; every host saved the same step (a
         ``KeyboardInterrupt``; a second signal raises a plain ``KeyboardInterrupt`` at once).
     """
@@ -174,9 +222,7 @@ def train(
         cfg = config_lib.apply_overrides(cfg, overrides)
     else:
         cfg = config_lib.validate(cfg)
-    workdir = os.path.abspath(workdir or cfg.workdir or os.path.join("runs", cfg.name))
-    os.makedirs(workdir, exist_ok=True)
-    is_main = jax.process_index() == 0
+    workdir = resolve_workdir(cfg, workdir)
 
     s = make_setup(cfg, devices)
     per_host = per_host_batch(cfg.data.batch_size, s.mesh.size)
@@ -193,6 +239,19 @@ def train(
         worker_count=cfg.data.worker_count,
         num_frames=cfg.effective_num_frames,
     )
+    workdir = check_workdir(workdir)  # the first thing created on disk
+    with WorkdirLock(workdir):
+        return _train_locked(cfg, workdir, s, loader, on_step)
+
+
+def _train_locked(
+    cfg: config_lib.Config,
+    workdir: str,
+    s: Setup,
+    loader: Any,
+    on_step: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    is_main = jax.process_index() == 0
     steps_per_epoch = loader.steps_per_epoch
     total_steps = cfg.optim.epochs * steps_per_epoch
     if cfg.max_train_steps is not None:
@@ -211,7 +270,7 @@ def train(
                 "resume=false; pass another --workdir or set resume=true"
             )
         meta = ckpt.read_meta()
-        _check_compatible(meta["config"], cfg)
+        _check_compatible(meta["config"], cfg, workdir)
         ts, meta = ckpt.restore(ts)
         ts = jax.device_put(ts, s.replicated)
         it.set_state(decode_iterator_state(meta["data_state"]))
@@ -219,9 +278,12 @@ def train(
         if is_main:
             print(f"resumed from {ckpt.latest_dir}/{int(ts.step)} (epoch {meta['epoch']})")
 
+    if is_main:
+        write_config(cfg, workdir)
     train_step = make_train_step(s, tx)
     eval_t = cfg.effective_eval_num_steps
     logger = MetricsLogger(workdir, is_main)
+    logger.keep_until(int(ts.step))  # a killed run's records past its checkpoint are replayed
 
     def save(step: int, best: bool = False, eval_acc: float | None = None):
         meta = {
@@ -242,6 +304,13 @@ def train(
     last_eval: dict[str, float] = {}
     train_acc = train_loss = float("nan")
     pending: list[tuple[int, dict]] = []
+    if step >= total_steps:  # a finished run rerun: report its logged results
+        if bar is not None:
+            bar.close()
+            bar = None
+        last_eval, train_loss, train_acc = _logged_results(logger.path, step)
+        if is_main:
+            print(f"the run in {workdir} is already complete (step {step} of {total_steps})")
 
     def flush() -> None:
         """Pull pending step metrics to the host; stop on a non-finite loss before any save."""
@@ -358,6 +427,38 @@ def train(
     return result
 
 
+def _logged_results(path: str, step: int) -> tuple[dict[str, float], float, float]:
+    """Return ``(last eval at step, train loss, train accuracy)`` from a run's metrics file."""
+    recs = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+    train = [r for r in recs if r.get("kind") == "train"]
+    ev = [r for r in recs if r.get("kind") == "eval" and r.get("step") == step]
+    last_eval = {k: ev[-1][k] for k in ("accuracy", "loss", "count")} if ev else {}
+    if not train:
+        return last_eval, float("nan"), float("nan")
+    return last_eval, train[-1]["loss"], train[-1]["accuracy"]
+
+
+def best_ties(workdir: str, best_step: int) -> list[int]:
+    """Return the steps whose logged test accuracy equals that of the best checkpoint.
+
+    The best checkpoint is replaced only by a strictly better evaluation, so among tied
+    evaluations it is the earliest: ``best_ties(...)[0] == best_step`` when there are ties.
+
+    Args:
+      workdir: the run directory (its ``metrics.jsonl``).
+      best_step: the step of the best checkpoint.
+
+    Returns:
+      The tied eval steps in order (``[]`` when the metrics do not show a tie).
+    """
+    ev = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "eval"]
+    best = [r["accuracy"] for r in ev if r["step"] == best_step]
+    if not best:
+        return []
+    ties = [r["step"] for r in ev if r["accuracy"] == best[-1]]
+    return ties if len(ties) > 1 else []
+
+
 def evaluate_checkpoint(
     workdir: str,
     *,
@@ -370,27 +471,53 @@ def evaluate_checkpoint(
 
     Args:
       workdir: the training run's directory.
-      num_steps: ``T_eval`` (default: the run's ``eval_num_steps``).
-      which: 'best' (falls back to 'latest' when there is none) or 'latest'.
+      num_steps: ``T_eval`` (>= 1; default: the run's ``eval_num_steps``).
+      which: 'best' (the best test accuracy; among ties the earliest, see :func:`best_ties`;
+        falls back to 'latest' when there is none) or 'latest'.
       data_dir: override the data directory.
       devices: devices to evaluate on (default: all).
 
     Returns:
-      ``{'accuracy', 'loss', 'count', 'num_steps', 'step', 'checkpoint'}``.
+      ``{'accuracy', 'loss', 'count', 'num_steps', 'step', 'checkpoint', 'path', 'ties'}``:
+      ``checkpoint`` is 'best' or 'latest' (the one used), ``path`` its directory, ``ties`` the
+      steps tied with the best (``[]`` when none or for 'latest'). Nothing is written to
+      ``workdir`` (it may be read-only).
+
+    Raises:
+      ValueError: ``num_steps`` < 1 or ``which`` unknown.
+      WorkdirError: ``workdir`` is missing or not a directory.
+      FileNotFoundError: ``workdir`` holds no checkpoint.
     """
-    ckpt = Checkpointer(workdir)
+    if num_steps is not None and (
+        isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1
+    ):
+        raise ValueError(f"num_steps must be an integer >= 1 (time steps T), got {num_steps!r}")
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    workdir = check_workdir(workdir, create=False)
+    ckpt = Checkpointer(workdir, read_only=True)
     if which == "best" and ckpt.best_step() is None:
         which = "latest"
     meta = ckpt.read_meta(which)
     if meta is None:
         raise FileNotFoundError(
-            f"no checkpoint under {workdir} (expected {ckpt.latest_dir}/<step>)"
+            f"no checkpoint under {workdir} (expected {ckpt.latest_dir}/<step>); point "
+            "--workdir at a training run's directory"
         )
     cfg = config_lib.from_dict(meta["config"])
     s = make_setup(cfg, devices)
     tx, _ = make_optimizer(cfg, 1)
     ts, meta = ckpt.restore(init_train_state(s, tx), which=which)
+    path = f"{ckpt.best_dir if which == 'best' else ckpt.latest_dir}/{int(ts.step)}"
     ckpt.close()
-    t = num_steps or cfg.effective_eval_num_steps
+    ties = best_ties(workdir, int(ts.step)) if which == "best" else []
+    t = cfg.effective_eval_num_steps if num_steps is None else int(num_steps)
     out = evaluate(s, jax.device_put(ts.params, s.replicated), num_steps=t, data_dir=data_dir)
-    return {**out, "num_steps": t, "step": int(ts.step), "checkpoint": which}
+    return {
+        **out,
+        "num_steps": t,
+        "step": int(ts.step),
+        "checkpoint": which,
+        "path": path,
+        "ties": ties,
+    }
