@@ -229,12 +229,12 @@ def ottt_grad(
     def body(carry, x_t):
         st, loss_sum, g_sum = carry
         (loss, (out, st)), g = vg(params, st, get(x_t))
-        g_sum = jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_sum, g)
+        g_sum = _acc_add(g_sum, g)
         return (st, loss_sum + loss.astype(jnp.float32), g_sum), out
 
-    g0 = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _acc_dtype(p)), params)
+    g0 = _acc_zeros(params)
     (state, loss, grads), outs = lax.scan(body, (state, jnp.float32(0), g0), xs, length=t)
-    grads = jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grads, params)
+    grads = _acc_cast(grads, params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)
 
 
@@ -340,6 +340,21 @@ def three_factor_grad(pre_trace: Array, post_surrogate_grad: Array, modulator: A
     return pre_trace.T @ (post * mod)
 
 
+def _acc_zeros(params: PyTree) -> PyTree:
+    """Zero gradient sums, in float32 for parameters of a lower float precision."""
+    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _acc_dtype(p)), params)
+
+
+def _acc_add(g_sum: PyTree, g: PyTree) -> PyTree:
+    """Add one step's gradients to the sums (in the sums' dtype)."""
+    return jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_sum, g)
+
+
+def _acc_cast(grads: PyTree, params: PyTree) -> PyTree:
+    """Cast summed gradients back to their parameters' dtypes."""
+    return jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grads, params)
+
+
 def _acc_dtype(x) -> jnp.dtype:
     dt = jnp.result_type(x)
     return jnp.float32 if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits < 32 else dt
@@ -434,7 +449,7 @@ def sltt_k_grad(
 
     def learn(x, st, g_sum):
         (loss, (out, st)), g = vg(params, st, x)
-        g_sum = jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_sum, g)
+        g_sum = _acc_add(g_sum, g)
         return loss.astype(jnp.float32), out, st, g_sum
 
     def skip(x, st, g_sum):
@@ -447,8 +462,8 @@ def sltt_k_grad(
         loss, out, st, g_sum = lax.cond(take, learn, skip, get(x_t), st, g_sum)
         return (st, loss_sum + loss, g_sum), out
 
-    g0 = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _acc_dtype(p)), params)
+    g0 = _acc_zeros(params)
     carry = (state, jnp.float32(0), g0)
     (state, loss, grads), outs = lax.scan(body, carry, (xs, sampled), length=t)
-    grads = jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grads, params)
+    grads = _acc_cast(grads, params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)
