@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from ottt_jax import config as config_lib
+from ottt_jax import data as data_lib
 from ottt_jax import training
 from ottt_jax.training import distributed
 
@@ -199,3 +200,31 @@ def test_ottt_train_sigterm_saves_and_exits_with_the_stop_code(tmp_path, cache_d
     (step,) = steps
     assert sorted(int(d) for d in os.listdir(w / "checkpoints"))[-1] == step
     assert "rerun the same command to resume" in results[0][1]
+
+
+def test_augmented_global_batches_and_their_state_do_not_depend_on_the_host_count():
+    """CIFAR augmentation (random crop, flip, cutout) on 40 synthetic records, 1 vs 2 hosts."""
+    rng = np.random.default_rng(0)
+    records = [
+        {"image": rng.integers(0, 256, (32, 32, 3), np.uint8), "label": i % 10} for i in range(40)
+    ]
+
+    def loader(batch_size, shard_index=0, shard_count=1):
+        return data_lib.make_loader(
+            "cifar10", "train", batch_size=batch_size, seed=11, data_source=records,
+            shard_index=shard_index, shard_count=shard_count,
+        )  # fmt: skip
+
+    one = iter(loader(8))
+    hosts = [iter(loader(4, k, 2)) for k in range(2)]
+    for _ in range(7):  # crosses an epoch boundary (5 global batches per epoch)
+        whole, parts = next(one), [next(h) for h in hosts]
+        for key in ("image", "label"):
+            np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
+    state = hosts[1].get_state()
+    assert state == hosts[0].get_state() == one.get_state()  # one copy serves every host
+    resumed = iter(loader(8))
+    resumed.set_state(state)
+    np.testing.assert_array_equal(next(resumed)["image"], next(one)["image"])
+    with pytest.raises(ValueError, match=r"global_batch_size=8 but this loader has .*=4"):
+        iter(loader(4)).set_state(state)
