@@ -63,7 +63,8 @@ def test_default_workdir_is_one_per_preset_method_and_trajectory_overrides():
     assert base == os.path.join("runs", "digits-ottt_a")
     assert default_workdir(_digits("method=bptt")) == os.path.join("runs", "digits-bptt")
     # keys that do not change the trajectory (RESUMABLE_KEYS) keep the workdir: a rerun resumes
-    assert default_workdir(_digits("max_train_steps=3", "log_every=1", "eval_num_steps=2")) == base
+    resumable = ("max_train_steps=3", "log_every=1", "eval_num_steps=2", "data.eval_batch_size=8")
+    assert default_workdir(_digits(*resumable)) == base
     lr = default_workdir(_digits("optim.lr=0.05"))
     assert lr.startswith(base + "-") and len(lr) == len(base) + 9
     assert lr != default_workdir(_digits("optim.lr=0.06"))
