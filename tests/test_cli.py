@@ -17,7 +17,7 @@ from ottt_jax.training import cli
 from ottt_jax.training.build import default_workdir, resolve_workdir
 from ottt_jax.training.logging import MetricsLogger, progress_bar, read_metrics
 from ottt_jax.training.loop import best_ties
-from ottt_jax.training.workdir import LOCK_NAME
+from ottt_jax.training.workdir import LOCK_NAME, WorkdirError
 
 QUIET = ["--set", "progress=false"]
 # Five batches of 256 per epoch; lr = 0 keeps the parameters, so every evaluation ties.
@@ -234,3 +234,10 @@ def test_eval_names_its_checkpoint_and_the_tie(tied_run, capsys):
     out = capsys.readouterr().out
     assert f"evaluated the latest checkpoint {wd}/checkpoints/10 (step 10)" in out
     assert "tied at" not in out and "test accuracy at T=2" in out
+
+
+def test_a_metrics_file_that_cannot_be_written_is_one_line_naming_it(tmp_path):
+    os.mkdir(tmp_path / "metrics.jsonl")  # open(..., 'a') fails as on a full or read-only disk
+    log = MetricsLogger(str(tmp_path), True)
+    with pytest.raises(WorkdirError, match=f"cannot append to {log.path} .*rerun to resume"):
+        log.write({"kind": "train", "step": 1})

@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Any
 
+from ottt_jax.training.workdir import WorkdirError
+
 __all__ = ["MetricsLogger", "ProgressBar", "plot_curves", "progress_bar", "read_metrics", "summary"]
 
 
@@ -60,11 +62,21 @@ class MetricsLogger:
         return len(recs) - len(kept)
 
     def write(self, record: dict) -> None:
-        """Append one record (``{'kind': 'train'|'eval', 'step': int, ...numbers}``)."""
+        """Append one record (``{'kind': 'train'|'eval', 'step': int, ...numbers}``).
+
+        Raises:
+          WorkdirError: the file cannot be written (disk full, read-only), in one line naming it.
+        """
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise WorkdirError(
+                f"cannot append to {self.path} ({e.strerror or e}); free space or make the "
+                "workdir writable, then rerun to resume from the last checkpoint"
+            ) from None
         if self.tb is not None:
             for k, v in record.items():
                 if k not in ("step", "kind") and isinstance(v, (int, float)):
