@@ -225,3 +225,18 @@ def test_pooled_vgg_gradient_memory_is_flat_in_t_and_near_the_carried_state():
     t4, _ = _vgg_grad_temp_bytes(4)
     assert t2 == t4, (t2, t4)
     assert t2 <= 2.8 * state, (t2, state, t2 / state)
+
+
+@pytest.mark.parametrize(
+    "shape, kwargs, field",
+    [
+        ((4, 4, 3), {}, "x must be"),
+        ((1, 4, 4, 3), {"window": 0}, "window"),
+        ((1, 4, 4, 3), {"stride": 0}, "stride"),
+        ((1, 4, 4, 3), {"padding": -1}, "padding"),
+        ((1, 1, 4, 3), {}, "larger than the padded input"),
+    ],
+)
+def test_avg_pool_bad_input_names_the_field(shape, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        avg_pool(jnp.zeros(shape), **kwargs)

@@ -111,9 +111,23 @@ def avg_pool(x: Array, window: int = 2, stride: int | None = None, padding: int 
       padding: symmetric zero padding, included in the average (PyTorch's default).
 
     Returns:
-      ``[B, Ho, Wo, C]``.
+      ``[B, Ho, Wo, C]``, ``Ho = (H + 2·padding − window) // stride + 1``: each output the sum of
+      its window in row-major order, divided by ``window²``.
+
+    Raises:
+      ValueError: ``x`` is not 4-D, or ``window``/``stride``/``padding`` is out of range.
     """
     stride = window if stride is None else stride
+    if jnp.ndim(x) != 4:
+        raise ValueError(f"avg_pool x must be [B, H, W, C] (NHWC), got shape {jnp.shape(x)}")
+    for name, v, low in (("window", window, 1), ("stride", stride, 1), ("padding", padding, 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"avg_pool {name} must be an int >= {low}, got {v!r}")
+    if min(x.shape[1:3]) + 2 * padding < window:
+        raise ValueError(
+            f"avg_pool window {window} is larger than the padded input {tuple(x.shape[1:3])} "
+            f"+ 2·{padding}"
+        )
     if padding:
         x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     ho = (x.shape[1] - window) // stride + 1
