@@ -297,7 +297,7 @@ def _train_locked(
         ckpt.save(step, ts, meta, best=best)
 
     step = int(ts.step)
-    bar = progress_bar(cfg.progress and is_main, total_steps, step)
+    bar = progress_bar(cfg.progress and is_main and step < total_steps, total_steps, step)
     run_loss = run_acc = 0.0
     run_batches = 0
     t0 = t_last = time.perf_counter()
@@ -305,9 +305,6 @@ def _train_locked(
     train_acc = train_loss = float("nan")
     pending: list[tuple[int, dict]] = []
     if step >= total_steps:  # a finished run rerun: report its logged results
-        if bar is not None:
-            bar.close()
-            bar = None
         last_eval, train_loss, train_acc = _logged_results(logger.path, step)
         if is_main:
             print(f"the run in {workdir} is already complete (step {step} of {total_steps})")
