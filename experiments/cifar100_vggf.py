@@ -4,8 +4,9 @@ Single host (all local GPUs/TPUs, data parallel)::
 
     ottt-train --config cifar100_vggf --workdir runs/cifar100_vggf
 
-or ``python experiments/cifar100_vggf.py``. Multi-host (run the same command on every host; JAX finds the
-cluster on SLURM/TPU pods or from ``JAX_COORDINATOR_ADDRESS``)::
+or ``python experiments/cifar100_vggf.py``. Multi-host (the same command on every host; settings from SLURM/TPU detection, the
+``JAX_*`` variables or ``--coordinator/--num-processes/--process-id``; see
+``experiments/launch.md``)::
 
     ottt-train --multihost --config cifar100_vggf --workdir runs/cifar100_vggf
 

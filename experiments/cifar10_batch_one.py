@@ -4,8 +4,9 @@ Single host (all local GPUs/TPUs, data parallel)::
 
     ottt-train --config cifar10_vgg --set method=ottt_o --set data.batch_size=1 --workdir runs/cifar10_batch_one
 
-or ``python experiments/cifar10_batch_one.py``. Multi-host (run the same command on every host; JAX finds the
-cluster on SLURM/TPU pods or from ``JAX_COORDINATOR_ADDRESS``)::
+or ``python experiments/cifar10_batch_one.py``. Multi-host (the same command on every host; settings from SLURM/TPU detection, the
+``JAX_*`` variables or ``--coordinator/--num-processes/--process-id``; see
+``experiments/launch.md``)::
 
     ottt-train --multihost --config cifar10_vgg --set method=ottt_o --set data.batch_size=1 --workdir runs/cifar10_batch_one
 

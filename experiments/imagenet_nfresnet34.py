@@ -4,8 +4,9 @@ Single host (all local GPUs/TPUs, data parallel)::
 
     ottt-train --config imagenet_nfresnet34 --workdir runs/imagenet_nfresnet34
 
-or ``python experiments/imagenet_nfresnet34.py``. Multi-host (run the same command on every host; JAX finds the
-cluster on SLURM/TPU pods or from ``JAX_COORDINATOR_ADDRESS``)::
+or ``python experiments/imagenet_nfresnet34.py``. Multi-host (the same command on every host; settings from SLURM/TPU detection, the
+``JAX_*`` variables or ``--coordinator/--num-processes/--process-id``; see
+``experiments/launch.md``)::
 
     ottt-train --multihost --config imagenet_nfresnet34 --workdir runs/imagenet_nfresnet34
 
