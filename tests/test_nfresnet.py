@@ -22,7 +22,7 @@ from jax import lax
 from ottt_jax.layers import SPIKE_SCALE, standardize_weight
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.mode import BPTT, OTTT
-from ottt_jax.models.nfresnet import NFResNet, nfresnet18, nfresnet34, nfresnet50
+from ottt_jax.models.nfresnet import NFResNet, NFResNetState, nfresnet18, nfresnet34, nfresnet50
 from ottt_jax.neuron import LIF
 from ottt_jax.online import forward, ottt_grad
 
@@ -214,10 +214,10 @@ def test_init_blocks_are_identity_and_stats_count_spikes():
     ((logits, stats), new_state), rec = _apply_captured(model, params, state, X, return_stats=True)
     np.testing.assert_array_equal(logits, 0.0)  # zero fc at init
     # layer1_0: no downsample, zero skip gain ⇒ output is exactly the stream.
-    (_, x1), _, (out1, _, _) = rec["layer1_0"]
+    (_, _, x1), _, (out1, _, _) = rec["layer1_0"]
     np.testing.assert_array_equal(out1, x1)
     # layer2_0: output is exactly the downsample conv of h = LIF1(x / β)·2.74.
-    (_, x2), _, (out2, _, _) = rec["layer2_0"]
+    (_, _, x2), _, (out2, _, _) = rec["layer2_0"]
     (h2,), kw, ds_out = rec["layer2_0/downsample"]
     np.testing.assert_array_equal(out2, ds_out)
     chex.assert_shape(out2, (B, 2, 2, 16))
@@ -245,8 +245,8 @@ def test_tiny_bottleneck_forward():
     assert list(stats) == [f"layer{s}_0/sn{i}" for s in (1, 2) for i in (1, 2, 3)]
     for name in ("layer1_0", "layer2_0"):  # zero skip gain: the downsample shortcut, exactly
         np.testing.assert_array_equal(rec[name][2][0], rec[f"{name}/downsample"][2])
-    chex.assert_shape(new_state["layer2_0"]["sn3"].v, (B, 2, 2, 8))  # stride on conv2
-    chex.assert_shape(new_state["layer2_0"]["sn2"].v, (B, 4, 4, 8))
+    chex.assert_shape(new_state.neurons["layer2_0/sn3"].v, (B, 2, 2, 8))  # stride on conv2
+    chex.assert_shape(new_state.neurons["layer2_0/sn2"].v, (B, 4, 4, 8))
     chex.assert_shape(logits, (B, K))
 
 
@@ -386,7 +386,7 @@ def test_downsample_kernel_gradient_is_taken_at_the_trace():
     (gp, g), (rec, st) = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, probe)
     s, a = rec["spikes"], rec["trace"]
     # â[1] = (λ·s[0] + s[1])·2.74, the LIF1 trace after Scale
-    np.testing.assert_allclose(a, st["layer2_0"]["sn1"].trace * SPIKE_SCALE, rtol=1e-6)
+    np.testing.assert_allclose(a, st.neurons["layer2_0/sn1"].trace * SPIKE_SCALE, rtol=1e-6)
     assert bool(jnp.any(a != s))  # the test discriminates trace from spikes
     ds = params["layer2_0"]["downsample"]
 
@@ -483,11 +483,12 @@ def test_stochastic_depth_masks_per_sequence():
     st = model.init_state(4000, small, key=key)
     st_again = model.init_state(4000, small, key=key)
     chex.assert_trees_all_equal(st, st_again)  # explicit keys: reproducible
-    k1, k2 = st["layer1_0"]["keep"], st["layer2_0"]["keep"]
+    assert isinstance(st, NFResNetState)
+    k1, k2 = st.keep["layer1_0"], st.keep["layer2_0"]
     chex.assert_shape([k1, k2], (4000,))
     assert set(np.unique(k1)) <= {0.0, 1.0} and not np.array_equal(k1, k2)
     assert abs(float(k1.mean()) - 0.5) < 0.04 and abs(float(k2.mean()) - 0.5) < 0.04
-    m = st["fc_mask"]
+    m = st.fc_mask
     chex.assert_shape(m, (4000, 16))
     assert set(np.unique(m).tolist()) == {0.0, float(np.float32(1.0 / 0.75))}
     assert abs(float((m > 0).mean()) - 0.75) < 0.01
@@ -495,10 +496,10 @@ def test_stochastic_depth_masks_per_sequence():
     lin = NFResNet(**TINY, stochastic_depth=0.5, stochastic_depth_schedule="linear")
     assert [b.drop_rate for b in lin.block_specs()] == [0.25, 0.5]
     st_lin = lin.init_state(4000, small, key=key)
-    assert abs(float(st_lin["layer1_0"]["keep"].mean()) - 0.75) < 0.04
+    assert abs(float(st_lin.keep["layer1_0"].mean()) - 0.75) < 0.04
     # evaluation: no drop, no key needed
     ev = model.init_state(3, small, train=False)
-    for leaf in (ev["layer1_0"]["keep"], ev["layer2_0"]["keep"], ev["fc_mask"]):
+    for leaf in (ev.keep["layer1_0"], ev.keep["layer2_0"], ev.fc_mask):
         np.testing.assert_array_equal(leaf, 1.0)
     with pytest.raises(ValueError, match="key is required"):
         model.init_state(3, small)
@@ -508,10 +509,12 @@ def test_stochastic_depth_dropped_block_is_identity_and_mask_is_held():
     model = NFResNet(**TINY, stochastic_depth=0.5)  # same parameters as the plain tiny net
     params = _perturbed(_tiny()[1])
     state = model.init_state(B, IN_SHAPE, key=jax.random.PRNGKey(0))
-    state["layer1_0"]["keep"] = jnp.array([0.0, 1.0])  # sample 0 drops, sample 1 keeps
-    state["layer2_0"]["keep"] = jnp.array([1.0, 0.0])
+    # sample 0 drops block layer1_0, sample 1 drops layer2_0
+    state = state._replace(
+        keep={"layer1_0": jnp.array([0.0, 1.0]), "layer2_0": jnp.array([1.0, 0.0])}
+    )
     (_, new_state), rec = _apply_captured(model, params, state, X)
-    (_, x1), _, (out1, _, _) = rec["layer1_0"]
+    (_, _, x1), _, (out1, _, _) = rec["layer1_0"]
     np.testing.assert_array_equal(out1[0], x1[0])
     assert not np.allclose(out1[1], x1[1])
     _, _, (out2, _, _) = rec["layer2_0"]
@@ -521,9 +524,9 @@ def test_stochastic_depth_dropped_block_is_identity_and_mask_is_held():
     # the masks are carried unchanged to every later step
     outs, final = forward(_step(model), params, state, X, num_steps=3)
     for name in ("layer1_0", "layer2_0"):
-        np.testing.assert_array_equal(new_state[name]["keep"], state[name]["keep"])
-        np.testing.assert_array_equal(final[name]["keep"], state[name]["keep"])
-    np.testing.assert_array_equal(final["fc_mask"], state["fc_mask"])
+        np.testing.assert_array_equal(new_state.keep[name], state.keep[name])
+        np.testing.assert_array_equal(final.keep[name], state.keep[name])
+    np.testing.assert_array_equal(final.fc_mask, state.fc_mask)
     assert bool(jnp.all(jnp.isfinite(outs)))
 
 
@@ -532,9 +535,9 @@ def test_fc_dropout_mask_scales_the_pooled_features():
     params = _perturbed(_tiny()[1])
     state = model.init_state(B, IN_SHAPE, train=False)
     mask = jnp.tile(jnp.array([0.0, 2.0]), (B, 8))
-    (logits, _), rec = _apply_captured(model, params, {**state, "fc_mask": mask}, X)
+    (logits, _), rec = _apply_captured(model, params, state._replace(fc_mask=mask), X)
     (feat,), _, _ = rec["fc"]
-    (_, _), _, (stream, _, _) = rec["layer2_0"]
+    (_, _, _), _, (stream, _, _) = rec["layer2_0"]
     np.testing.assert_allclose(feat, stream.mean((1, 2)) * mask, rtol=1e-6)
     np.testing.assert_allclose(
         logits, feat @ params["fc"]["kernel"] + params["fc"]["bias"], rtol=1e-5
@@ -571,8 +574,16 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="batch_size"):
         model.init_state(0, IN_SHAPE)
     state = model.init_state(B, IN_SHAPE)
-    with pytest.raises(ValueError, match="init_state"):
-        model.apply({"params": params}, {"fc_mask": state["fc_mask"]}, X)
+    with pytest.raises(
+        ValueError, match="NFResNetState returned by this model's init_state, got dict"
+    ):
+        model.apply({"params": params}, {"fc_mask": state.fc_mask}, X)
+    with pytest.raises(
+        ValueError, match=r"state\.neurons must have the keys .*got \['layer1_0/sn1'\]"
+    ):
+        model.apply({"params": params}, state._replace(neurons={"layer1_0/sn1": 0}), X)
+    with pytest.raises(ValueError, match=r"state\.keep must have the keys .*got list"):
+        model.apply({"params": params}, state._replace(keep=[1.0, 1.0]), X)
     with pytest.raises(ValueError, match="NHWC"):
         model.apply({"params": params}, state, X[0])
     with pytest.raises(ValueError, match="shape"):  # frame size differs from the state's

@@ -48,7 +48,7 @@ drawn in :meth:`init_state` and fixed for the sequence (kept units scaled by ``1
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -75,6 +75,7 @@ __all__ = [
     "BlockSpec",
     "NFBlock",
     "NFResNet",
+    "NFResNetState",
     "nfresnet18",
     "nfresnet34",
     "nfresnet50",
@@ -112,6 +113,24 @@ class BlockSpec(NamedTuple):
     drop_rate: float
 
 
+class NFResNetState(NamedTuple):
+    """The state of one sequence of an :class:`NFResNet` (a pytree of fixed fields).
+
+    Attributes:
+      neurons: ``{'{block}/sn{i}': neuron state}`` over :attr:`NFResNet.neuron_names` (a
+        ``LIFState(v, trace)`` for the default LIF), each leaf ``[B, H_l, W_l, C_l]``. Iterate it
+        through ``neuron_names``: JAX transformations rebuild dicts in sorted key order.
+      keep: ``{block_name: [B]}`` the per-sequence stochastic-depth draws, 1 (residual branch
+        kept) or 0 (dropped for the whole sequence); all ones without stochastic depth.
+      fc_mask: ``[B, num_features]`` the per-sequence dropout mask before ``fc``, 0 or
+        ``1/(1−p)``; all ones without fc dropout.
+    """
+
+    neurons: dict[str, Any]
+    keep: dict[str, Array]
+    fc_mask: Array
+
+
 def _out_size(n: int, stride: int) -> int:
     """Spatial size after a conv/pool whose padding is ``(k − 1) / 2`` (every layer here)."""
     return (n - 1) // stride + 1
@@ -146,25 +165,27 @@ class NFBlock(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, state: dict, x: Array) -> tuple[Array, dict, dict]:
+    def __call__(self, neurons: dict, keep: Array, x: Array) -> tuple[Array, dict, dict]:
         """Advance the block one step.
 
         Args:
-          state: ``{'sn1': LIFState, 'sn2': LIFState[, 'sn3': LIFState], 'keep': [B]}``.
+          neurons: ``{'sn1': neuron state, 'sn2': ...[, 'sn3': ...]}``.
+          keep: ``[B]`` the stochastic-depth draw (1 keeps the residual branch, 0 drops it).
           x: the residual stream ``[B, H, W, C_in]``.
 
         Returns:
-          ``(out, new_state, stats)``: ``out = y · skipinit_gain · α · keep + shortcut``,
-          ``[B, H', W', out_features]``; stats ``{'sn1': [B], ...}`` spikes per sample.
+          ``(out, new_neurons, stats)``: ``out = y · skipinit_gain · α · keep + shortcut``,
+          ``[B, H', W', out_features]``; ``new_neurons`` keyed like ``neurons``; stats
+          ``{'sn1': [B], ...}`` spikes per sample.
         """
         dt = self.dtype
         skip_gain = self.param("skipinit_gain", nn.initializers.zeros, ())
         x = x.astype(dt)
-        new_state, stats = {}, {}
+        new_neurons, stats = {}, {}
 
         def fire(key: str, inp: Array) -> tuple[Array, Array | None]:
-            s, st = self.neuron(state[key], inp)
-            new_state[key] = st
+            s, st = self.neuron(neurons[key], inp)
+            new_neurons[key] = st
             stats[key] = spikes_per_sample(s)
             tr = map_trace(lambda t: t.astype(dt) * SPIKE_SCALE, st.trace)
             return s.astype(dt) * SPIKE_SCALE, tr
@@ -187,10 +208,9 @@ class NFBlock(nn.Module):
             z = conv("conv2", 3, self.stride, self.planes)(h2, trace=tr2)
             h3, tr3 = fire("sn3", z)
             y = conv("conv3", 1, 1, self.out_features)(h3, trace=tr3)
-        keep = state["keep"].astype(dt)[:, None, None, None]
+        keep = keep.astype(dt)[:, None, None, None]
         out = y * skip_gain.astype(dt) * self.alpha * keep + shortcut
-        new_state["keep"] = state["keep"]
-        return out, new_state, stats
+        return out, new_neurons, stats
 
 
 class NFResNet(nn.Module):
@@ -310,8 +330,11 @@ class NFResNet(nn.Module):
     @property
     def neuron_names(self) -> tuple[str, ...]:
         """The neuron layer names ``'{block}/sn{i}'`` in network order (stats, layer sizes)."""
-        n = 2 if self.block == "basic" else 3
-        return tuple(f"{b.name}/sn{i}" for b in self.block_specs() for i in range(1, n + 1))
+        return tuple(f"{b.name}/{k}" for b in self.block_specs() for k in self._block_neurons())
+
+    def _block_neurons(self) -> tuple[str, ...]:
+        """Return the neuron names inside one block: sn1, sn2 (and sn3 in a bottleneck)."""
+        return ("sn1", "sn2") if self.block == "basic" else ("sn1", "sn2", "sn3")
 
     def layer_sizes(self, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, float]]:
         """Return ``{neuron_name: (num_neurons, fan_out)}`` for the SOP count (no parameters).
@@ -377,7 +400,7 @@ class NFResNet(nn.Module):
         key: Array | None = None,
         train: bool = True,
         dtype: Any = jnp.float32,
-    ) -> dict:
+    ) -> NFResNetState:
         """Return the zero state of a new sequence, with its per-sequence random masks.
 
         Args:
@@ -389,9 +412,9 @@ class NFResNet(nn.Module):
           dtype: dtype of the membranes, traces and masks.
 
         Returns:
-          ``{'layer1_0': {'sn1': LIFState, 'sn2': LIFState[, 'sn3'], 'keep': [B]}, ...,
-          'fc_mask': [B, num_features]}``. ``keep`` is 1 (block kept) or 0 (residual branch
-          dropped for the whole sequence); ``fc_mask`` is 0 or ``1/(1−p)``.
+          An :class:`NFResNetState`: ``neurons`` ``{'layer1_0/sn1': neuron state, ...}`` (zeros),
+          ``keep`` ``{'layer1_0': [B], ...}`` 1 (block kept) or 0 (residual branch dropped for
+          the whole sequence), ``fc_mask`` ``[B, num_features]`` 0 or ``1/(1−p)``.
         """
         check_positive_int("batch_size", batch_size)
         specs = self._neuron_shapes(check_input_shape(input_shape))
@@ -405,57 +428,65 @@ class NFResNet(nn.Module):
         if random:
             k_sd, k_fc = jax.random.split(key)
             block_keys = jax.random.split(k_sd, len(specs))
-        state: dict = {}
+        neurons, keep = {}, {}
         for i, (b, shapes) in enumerate(specs):
-            st: dict = {}
             for k, shape in shapes.items():
-                st[k] = neuron.init_state((batch_size, *shape), dtype)
+                neurons[f"{b.name}/{k}"] = neuron.init_state((batch_size, *shape), dtype)
             if random and b.drop_rate > 0:
-                keep = dropout_mask(block_keys[i], b.drop_rate, (batch_size,), dtype, scale=False)
-                st["keep"] = keep
+                keep[b.name] = dropout_mask(
+                    block_keys[i], b.drop_rate, (batch_size,), dtype, scale=False
+                )
             else:
-                st["keep"] = jnp.ones((batch_size,), dtype)
-            state[b.name] = st
+                keep[b.name] = jnp.ones((batch_size,), dtype)
         n_feat = specs[-1][0].out_features
         if random and self.fc_dropout > 0:
-            state["fc_mask"] = dropout_mask(k_fc, self.fc_dropout, (batch_size, n_feat), dtype)
+            fc_mask = dropout_mask(k_fc, self.fc_dropout, (batch_size, n_feat), dtype)
         else:
-            state["fc_mask"] = jnp.ones((batch_size, n_feat), dtype)
-        return state
+            fc_mask = jnp.ones((batch_size, n_feat), dtype)
+        return NFResNetState(neurons, keep, fc_mask)
 
     # ------------------------------------------------------------------------------------------
     # One step
     # ------------------------------------------------------------------------------------------
 
     @nn.compact
-    def __call__(self, state: dict, x: Array, *, return_stats: bool = False):
+    def __call__(self, state: NFResNetState, x: Array, *, return_stats: bool = False):
         """Run one time step.
 
         Args:
-          state: from :meth:`init_state` (or the previous step).
+          state: the :class:`NFResNetState` from :meth:`init_state` (or the previous step).
           x: the frame ``[B, H, W, C]`` (NHWC, float).
           return_stats: also return spikes per sample of every LIF layer.
 
         Returns:
           ``(logits [B, K], new_state)``, or ``((logits, stats), new_state)`` with
-          ``stats = {'layer1_0/sn1': [B], 'layer1_0/sn2': [B], ...}`` in network order.
+          ``stats = {'layer1_0/sn1': [B], 'layer1_0/sn2': [B], ...}`` in network order;
+          ``new_state`` has the new neuron states and the same ``keep`` and ``fc_mask``.
         """
         if jnp.ndim(x) != 4:
             raise ValueError(f"x must be one NHWC frame [B, H, W, C], got shape {jnp.shape(x)}")
         specs = self.block_specs()
-        want = [b.name for b in specs] + ["fc_mask"]
-        if not isinstance(state, dict) or any(k not in state for k in want):
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        if not isinstance(state, NFResNetState):
             raise ValueError(
-                f"state must come from this model's init_state (keys {want}); got {got}"
+                f"state must be the NFResNetState returned by this model's init_state, got "
+                f"{type(state).__name__}"
             )
+        for field, want in (("neurons", self.neuron_names), ("keep", [b.name for b in specs])):
+            got = getattr(state, field)
+            if not isinstance(got, Mapping) or set(got) != set(want):
+                got = sorted(got) if isinstance(got, Mapping) else type(got).__name__
+                raise ValueError(
+                    f"state.{field} must have the keys {list(want)} (this model's init_state); "
+                    f"got {got}"
+                )
         neuron = self.neuron.with_mode(self.mode)
         dt = self.dtype
         x = Conv(self.base_planes, 7, 2, 3, dtype=dt, mode=self.mode, name="conv1")(x)
         x = avg_pool(x, 3, 2, 1)
-        new_state, stats = {}, {}
+        new_neurons, stats = {}, {}
         for b in specs:
-            x, new_state[b.name], st = NFBlock(
+            neurons = {k: state.neurons[f"{b.name}/{k}"] for k in self._block_neurons()}
+            x, block_neurons, st = NFBlock(
                 kind=b.kind,
                 planes=b.planes,
                 out_features=b.out_features,
@@ -467,11 +498,12 @@ class NFResNet(nn.Module):
                 mode=self.mode,
                 dtype=dt,
                 name=b.name,
-            )(state[b.name], x)
+            )(neurons, state.keep[b.name], x)
+            new_neurons.update({f"{b.name}/{k}": v for k, v in block_neurons.items()})
             stats.update({f"{b.name}/{k}": v for k, v in st.items()})
         feat = jnp.mean(x, axis=(1, 2))
-        feat = feat * state["fc_mask"].astype(dt)
-        new_state["fc_mask"] = state["fc_mask"]
+        feat = feat * state.fc_mask.astype(dt)
+        new_state = state._replace(neurons=new_neurons)
         logits = Linear(self.num_classes, kernel_init=nn.initializers.zeros, dtype=dt, name="fc")(
             feat
         )
