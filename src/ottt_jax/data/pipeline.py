@@ -55,7 +55,9 @@ def _is_int(value: Any) -> bool:
 def shard_bounds(
     num_records: int, shard_index: int, shard_count: int, *, drop_remainder: bool
 ) -> tuple[int, int]:
-    """Return the ``[start, stop)`` block of records read by one host.
+    """Return part ``k`` of ``S`` contiguous blocks of ``N`` records (e.g. to split a file list).
+
+    :func:`make_loader` does not use it: each host reads its rows of every global batch.
 
     Args:
       num_records: records in the split, ``N``.
