@@ -371,8 +371,8 @@ class Config:
     )
     workdir: str | None = _f(
         None,
-        doc="directory for checkpoints, metrics and the saved config; None keeps nothing on "
-        "disk (no checkpoints).",
+        doc="directory for checkpoints, metrics and the saved config.json; None uses "
+        "runs/<name>-<method>[-<hash of the non-resumable overrides>] (one per config).",
     )
     log_every: int = _f(50, doc="log training metrics every this many iterations (>= 1).")
     eval_every_epochs: int = _f(
