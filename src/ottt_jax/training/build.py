@@ -37,7 +37,6 @@ __all__ = [
     "build_rule",
     "compute_dtype",
     "default_workdir",
-    "initialize_distributed",
     "make_optimizer",
     "make_schedule",
     "make_setup",
@@ -319,12 +318,3 @@ def resolved_config_json(cfg: config_lib.Config, workdir: str | os.PathLike | No
     """
     resolved = dataclasses.replace(cfg, workdir=resolve_workdir(cfg, workdir))
     return json.dumps(config_lib.to_dict(resolved), indent=1)
-
-
-def initialize_distributed(**kwargs: Any) -> None:
-    """Initialize multi-host JAX (``jax.distributed.initialize``) once, before any computation.
-
-    On SLURM / TPU pods / with ``JAX_COORDINATOR_ADDRESS`` set, JAX detects the cluster itself;
-    otherwise pass ``coordinator_address``, ``num_processes`` and ``process_id``.
-    """
-    jax.distributed.initialize(**kwargs)
