@@ -197,7 +197,7 @@ def measure(model: Any, params: Any, images: np.ndarray, num_steps: int) -> dict
 
         def body(st, _):  # an independent pass keeping every step's traces
             _, st = step_plain(p, st, x)
-            return st, {k: v.trace for k, v in st["lif"].items()}
+            return st, {k: v.trace for k, v in st.neurons.items()}
 
         _, traces = jax.lax.scan(body, state0, None, length=num_steps)
         return logits, stats, traces

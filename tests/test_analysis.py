@@ -198,6 +198,25 @@ def np_loss_grad(o, y):
     return (1 - BETA) * (p - onehot) / B + BETA * 2 * (o - onehot) / (B * K)
 
 
+def test_vgg_readout_applies_the_state_masks_and_checks_the_state():
+    model = SpikingVGG(cfg=CFG, num_classes=K, neuron_dropout=0.5, fc_dropout=0.5)
+    params, st = vgg_params(False), model.init_state(B, (HW, HW, 1), key=rkey(3))
+    rng = np.random.default_rng(3)
+    rates = {n: rng.uniform(size=(B, *s)).astype(np.float32) for n, s in (
+        ("lif01", (HW, HW, 4)), ("lif02", (HW // 2, HW // 2, 8)))}  # fmt: skip
+    # by hand: o = W_fc · (mean_hw(2.74 · m · a^L) · m_fc) + b (no pool after the last conv)
+    h = SC * rates["lif02"] * np.asarray(st.neuron_mask["lif02"])
+    z = h.mean(axis=(1, 2)) * np.asarray(st.fc_mask)
+    expect = z @ np.asarray(params["classifier_0"]["kernel"]) + params["classifier_0"]["bias"]
+    got = A.vgg_readout(model, params, rates, state=st)
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(A.vgg_readout(model, params, rates), expect, rtol=1e-3)
+    with pytest.raises(ValueError, match="VGGState from the model's init_state, got dict"):
+        A.vgg_readout(model, params, rates, state={"fc_mask": st.fc_mask})
+    with pytest.raises(ValueError, match="VGGState from the model's init_state, got dict"):
+        A.vgg_rates(model, {"lif": st.neurons}, T)
+
+
 def test_vgg_sr_grad_by_hand():
     model, params, x = vgg(), vgg_params(False), image()
     p = jax.tree.map(lambda v: np.asarray(v, np.float64), params)
@@ -402,14 +421,14 @@ def test_vggf_feedback_in_rates_is_exact_weighted_average_input():
     # Layer 1's input current from its membrane: u[t] = v[t] + V_th·s[t] − λ·v[t−1].
     ubar = 0.0
     for t in range(1, T + 1):
-        prev, cur = states[t - 1]["lif"]["lif01"], states[t]["lif"]["lif01"]
+        prev, cur = states[t - 1].neurons["lif01"], states[t].neurons["lif01"]
         s = np.asarray(cur.trace) - LAM * np.asarray(prev.trace)
         u = np.asarray(cur.v) + VTH * s - LAM * np.asarray(prev.v)
         ubar = ubar + LAM ** (T - t) * u
     ubar /= A.rate_normalizer(T, LAM)
     # The closed form: rates of the SNN, with the last block's rate over the first T − 1 steps.
     rates = A.vgg_rates(model, states[T], T)
-    rates["lif02"] = A.weighted_rate(states[T - 1]["lif"]["lif02"].trace, T - 1, LAM)
+    rates["lif02"] = A.weighted_rate(states[T - 1].neurons["lif02"].trace, T - 1, LAM)
     z = A.vgg_preactivations(model, params, rates, x, num_steps=T)
     np.testing.assert_allclose(np.asarray(z["lif01"]) * VTH, ubar, rtol=1e-5, atol=1e-5)
     assert np.abs(ubar).max() > 0.1

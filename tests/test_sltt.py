@@ -442,7 +442,7 @@ def test_builtin_vgg_models_run_sltt_with_no_trace_in_their_state(arch):
         options={"vgg_cfg": (4, "M", 8)},
     )  # fmt: skip
     st = model.init_state(2, (8, 8, 1), train=False)
-    assert all(n.trace is None for n in st["lif"].values())
+    assert all(n.trace is None for n in st.neurons.values())
     x, y = 2 * jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 8, 1)), jnp.array([0, 2])
     params = model.init(jax.random.PRNGKey(0), st, x)["params"]
     loss = functools.partial(instantaneous_loss, num_steps=2)

@@ -21,7 +21,16 @@ from jax import lax
 
 from ottt_jax import LIF, bptt_grad, forward, instantaneous_loss, ottt_grad
 from ottt_jax.mode import BPTT, OTTT, Mode
-from ottt_jax.models import VGG11_CFG, SpikingVGG, SpikingVGGF, make_step, vgg11, vgg11f
+from ottt_jax.models import (
+    VGG11_CFG,
+    SpikingVGG,
+    SpikingVGGF,
+    VGGFeedback,
+    VGGState,
+    make_step,
+    vgg11,
+    vgg11f,
+)
 from ottt_jax.surrogate import Sigmoid
 
 
@@ -139,31 +148,31 @@ def ref_up(x):
 
 
 def ref_step(p, st, x, *, feedback, online=True):
-    """One step of the small network from the model's state dict; returns (logits, state, cache)."""
+    """One step of the small network from the model's VGGState; returns (logits, state, cache)."""
     n1, n2, n3 = conv_names(feedback)
     lifs = ("lif01", "lif02", "lif03")
-    masks = st.get("neuron_mask", {})
+    masks = st.neuron_mask or {}
     ws = [ref_sws(p[n]["kernel"], p[n]["gain"]) for n in (n1, n2, n3)]
     bs = [p[n]["bias"] for n in (n1, n2, n3)]
     u = ref_conv(x, ws[0]) + bs[0]
     gate = fb_up = None
     if feedback:
-        gate = (st["step"] > 0).astype(jnp.float32)
-        fb_s, fb_up = ref_up(st["feedback"]["spikes"]), ref_up(st["feedback"]["trace"])
+        gate = (st.step > 0).astype(jnp.float32)
+        fb_s, fb_up = ref_up(st.feedback.spikes), ref_up(st.feedback.trace)
         u = u + gate * (ref_conv(fb_s, p["fb_conv"]["kernel"]) + p["fb_conv"]["bias"])
     # S[i]: layer i's scaled spikes (before any pool); A[i]: the trace fed to the next layer
     cache = {"vpre": [], "m": [], "S": [], "A": [], "W": ws, "gate": gate, "fb_up": fb_up}
-    new_lif = {}
+    new_neurons = {}
     s_in = a_in = None
     for i, name in enumerate(lifs):
         if i > 0:
             u = ref_conv(s_in, ws[i]) + bs[i]
-        v_prev = st["lif"][name].v
+        v_prev = st.neurons[name].v
         v = LAM * (lax.stop_gradient(v_prev) if online else v_prev) + u
         s = ref_spike(v - VTH)
         v_next = v - VTH * lax.stop_gradient(s)
-        a = lax.stop_gradient(LAM * st["lif"][name].trace + s)
-        new_lif[name] = type(st["lif"][name])(v=v_next, trace=a)
+        a = lax.stop_gradient(LAM * st.neurons[name].trace + s)
+        new_neurons[name] = type(st.neurons[name])(v=v_next, trace=a)
         m = masks.get(name, jnp.ones_like(s))
         s_in, a_in = SC * m * s, SC * m * a
         cache["vpre"].append(v)
@@ -172,14 +181,13 @@ def ref_step(p, st, x, *, feedback, online=True):
         if i == 0:  # the 'M' after the first conv: spikes and trace alike
             s_in, a_in = ref_pool(s_in), ref_pool(a_in)
         cache["A"].append(a_in)
-    fcm = st.get("fc_mask", 1.0)
+    fcm = 1.0 if st.fc_mask is None else st.fc_mask
     z, za = s_in.mean((1, 2)) * fcm, a_in.mean((1, 2)) * fcm
     logits = z @ p["classifier_0"]["kernel"] + p["classifier_0"]["bias"]
     cache.update(z=z, za=za, fcm=fcm)
-    new = dict(st, lif=new_lif)
+    new = st._replace(neurons=new_neurons)
     if feedback:
-        new["feedback"] = {"spikes": s_in, "trace": a_in}
-        new["step"] = st["step"] + 1
+        new = new._replace(feedback=VGGFeedback(s_in, a_in), step=st.step + 1)
     return logits, new, cache
 
 
@@ -404,8 +412,8 @@ def test_user_neuron_in_vgg_under_ottt_a_matches_lif_with_its_declared_decay():
         res = run_ottt(model)(params, model.init_state(B, (HW, HW, 3)), x, LABELS)
         grads[name] = res.grads
         if name == "user":
-            assert isinstance(res.state["lif"]["lif01"], UserState)
-            assert res.state["lif"]["lif01"].trace.shape == (B, HW, HW, 8)
+            assert isinstance(res.state.neurons["lif01"], UserState)
+            assert res.state.neurons["lif01"].trace.shape == (B, HW, HW, 8)
     chex.assert_trees_all_close(grads["user"], grads["lif"], rtol=2e-5, atol=1e-6)
     assert float(jnp.abs(grads["lif"]["features_4"]["kernel"]).max()) > 1e-3
     # the decay it declares is the one its trace (and so the trace rule) uses
@@ -466,9 +474,9 @@ def test_hand_derived_online_gradients(variant):
                     g_model["fb_conv"]["bias"], g_model["conv1"]["bias"], rtol=1e-6
                 )
                 assert float(jnp.abs(g_model["fb_conv"]["kernel"]).max()) > 0
-        if "neuron_mask" in st:
-            chex.assert_trees_all_equal(st_m["neuron_mask"], st0["neuron_mask"])
-            chex.assert_trees_all_equal(st_m["fc_mask"], st0["fc_mask"])
+        if st.neuron_mask is not None:
+            chex.assert_trees_all_equal(st_m.neuron_mask, st0.neuron_mask)
+            chex.assert_trees_all_equal(st_m.fc_mask, st0.fc_mask)
         total = g_hand if total is None else jax.tree.map(jnp.add, total, g_hand)
         outs.append(out_m)
         st = st_m
@@ -548,8 +556,8 @@ def test_vggf_zero_init_is_inert_and_feedback_is_live():
     out_f, sf = run_forward(mf)(params, st_f, x)
     out_p, _ = run_forward(mp)(_to_plain(params), st_p, x)
     np.testing.assert_array_equal(out_f, out_p)  # exactly inert
-    assert int(sf["step"]) == T
-    assert float(jnp.abs(sf["feedback"]["trace"]).max()) > 0
+    assert int(sf.step) == T
+    assert float(jnp.abs(sf.feedback.trace).max()) > 0
     # gradients at zero init: fb kernel gets a gradient from t >= 1 only (checked per step in the
     # hand-derived test); summed, it is non-zero, and fb bias grad == Σ_{t>=1} conv1 bias grads
     g = model_step_grad(mf)
@@ -583,23 +591,25 @@ def test_dropout_masks():
     s1b = m.init_state(B, (HW, HW, 3), key=rkey(1))
     s2 = m.init_state(B, (HW, HW, 3), key=rkey(2))
     chex.assert_trees_all_equal(s1, s1b)
-    assert set(s1["neuron_mask"]) == {"lif01", "lif02", "lif03"}
-    chex.assert_shape(s1["neuron_mask"]["lif01"], (B, HW, HW, 8))
-    chex.assert_shape(s1["neuron_mask"]["lif03"], (B, 4, 4, 16))
-    chex.assert_shape(s1["fc_mask"], (B, 16))
-    for a, b in zip(jax.tree.leaves(s1["neuron_mask"]), jax.tree.leaves(s2["neuron_mask"])):
+    assert set(s1.neuron_mask) == {"lif01", "lif02", "lif03"}
+    chex.assert_shape(s1.neuron_mask["lif01"], (B, HW, HW, 8))
+    chex.assert_shape(s1.neuron_mask["lif03"], (B, 4, 4, 16))
+    chex.assert_shape(s1.fc_mask, (B, 16))
+    assert isinstance(s1, VGGState) and s1.feedback is None and s1.step is None  # no feedback: None
+    for a, b in zip(jax.tree.leaves(s1.neuron_mask), jax.tree.leaves(s2.neuron_mask)):
         assert set(np.unique(np.asarray(a))) <= {0.0, 2.0}
         assert 0.3 < float(jnp.mean(a > 0)) < 0.7
         assert not np.array_equal(a, b)  # different keys, different masks
-    layer_masks = jax.tree.leaves(s1["neuron_mask"])
+    layer_masks = jax.tree.leaves(s1.neuron_mask)
     assert not np.array_equal(layer_masks[1], layer_masks[2])  # per layer, not shared
-    assert set(np.unique(np.asarray(s1["fc_mask"]))) <= {0.0, np.float32(1 / 0.75)}
-    assert not np.array_equal(s1["fc_mask"], s2["fc_mask"])
+    assert set(np.unique(np.asarray(s1.fc_mask))) <= {0.0, np.float32(1 / 0.75)}
+    assert not np.array_equal(s1.fc_mask, s2.fc_mask)
     with pytest.raises(ValueError, match="key"):
         m.init_state(B, (HW, HW, 3))
     # no drop with train=False (no key needed): equals the model without dropout
     s_eval = m.init_state(B, (HW, HW, 3), train=False)
-    assert "neuron_mask" not in s_eval and "fc_mask" not in s_eval
+    assert s_eval.neuron_mask is None and s_eval.fc_mask is None
+    assert len(jax.tree.leaves(s_eval)) == 2 * len(m.neuron_names)  # only v and trace per LIF
     plain = small()
     params = make_params(plain)
     x = image()
@@ -608,10 +618,10 @@ def test_dropout_masks():
     np.testing.assert_array_equal(o_eval, o_plain)
     # masks are held fixed over the sequence and actually drop: dropped neurons never emit
     (o_tr, stats), s_end = run_forward(m, T, True)(params, s1, x)
-    chex.assert_trees_all_equal(s_end["neuron_mask"], s1["neuron_mask"])
+    chex.assert_trees_all_equal(s_end.neuron_mask, s1.neuron_mask)
     assert not np.allclose(o_tr, o_eval)
     for k in stats:
-        assert np.all(stats[k] <= jnp.sum(s1["neuron_mask"][k] > 0, axis=(1, 2, 3)))
+        assert np.all(stats[k] <= jnp.sum(s1.neuron_mask[k] > 0, axis=(1, 2, 3)))
     # p = 0 needs no key
     small(neuron_dropout=0.0).init_state(B, (HW, HW, 3))
 
@@ -688,7 +698,20 @@ def test_bad_fields_and_inputs():
         apply(st, jnp.zeros((B, 16, 16, 3)))
     with pytest.raises(ValueError, match="floating"):
         apply(st, jnp.zeros((B, HW, HW, 3), jnp.int32))
-    with pytest.raises(ValueError, match="state"):
-        apply({"lif": {}}, jnp.zeros((B, HW, HW, 3)))
+    x = jnp.zeros((B, HW, HW, 3))
+    with pytest.raises(ValueError, match="VGGState returned by init_state, got dict"):
+        apply({"lif": st.neurons}, x)
+    with pytest.raises(ValueError, match=r"state\.neurons has layers \['lif01', 'lif02'\]"):
+        apply(st._replace(neurons={k: st.neurons[k] for k in ("lif01", "lif02")}), x)
+    with pytest.raises(ValueError, match=r"state\.neurons has layers list"):
+        apply(st._replace(neurons=list(st.neurons.values())), x)
+    partial = {"lif01": jnp.ones((B, HW, HW, 8))}
+    with pytest.raises(ValueError, match=r"state\.neuron_mask has layers \['lif01'\]"):
+        apply(st._replace(neuron_mask=partial), x)
+    st_fb = small(feedback=True).init_state(B, (HW, HW, 3))
+    with pytest.raises(ValueError, match="feedback=False"):
+        apply(st_fb, x)
+    with pytest.raises(ValueError, match=r"state\.feedback/state\.step are None"):
+        small(feedback=True).apply({"params": params}, st, x)
     with pytest.raises(ValueError, match="Module"):
         make_step(lambda s, x: x)

@@ -14,7 +14,7 @@ from ottt_jax.analysis.implicit import implicit_sr_grad
 from ottt_jax.analysis.rates import check_steps_decay, feedback_input_scale, sr_map, weighted_rate
 from ottt_jax.layers import SPIKE_SCALE, Conv, Linear, avg_pool
 from ottt_jax.losses import instantaneous_loss
-from ottt_jax.models import SpikingVGG, make_step
+from ottt_jax.models import SpikingVGG, VGGState, make_step
 from ottt_jax.online import forward
 
 Array = jax.Array
@@ -45,18 +45,27 @@ def _check_rates(model: SpikingVGG, rates: Any) -> None:
         raise ValueError(f"rates must be a dict over {list(model.neuron_names)}, got {got}")
 
 
-def _masks(state: dict | None) -> tuple[dict, Array | None]:
+def _check_state(state: Any) -> None:
+    if not isinstance(state, VGGState):
+        raise ValueError(
+            f"state must be the VGGState from the model's init_state, got {type(state).__name__}"
+        )
+
+
+def _masks(state: VGGState | None) -> tuple[dict, Array | None]:
     if state is None:
         return {}, None
-    return state.get("neuron_mask", {}), state.get("fc_mask")
+    _check_state(state)
+    return state.neuron_mask or {}, state.fc_mask
 
 
-def vgg_rates(model: SpikingVGG, state: dict, num_steps: int) -> dict[str, Array]:
+def vgg_rates(model: SpikingVGG, state: VGGState, num_steps: int) -> dict[str, Array]:
     """Return every LIF layer's weighted firing rate after a run of ``num_steps`` steps.
 
     Args:
       model: the :class:`~ottt_jax.models.SpikingVGG` that produced ``state``.
-      state: the state after the last step (``state['lif'][name].trace`` is ``â[T]``).
+      state: the :class:`~ottt_jax.models.VGGState` after the last step
+        (``state.neurons[name].trace`` is ``â[T]``).
       num_steps: ``T``.
 
     Returns:
@@ -64,10 +73,9 @@ def vgg_rates(model: SpikingVGG, state: dict, num_steps: int) -> dict[str, Array
       (before any neuron-dropout mask).
     """
     check_vgg(model)
-    if not isinstance(state, dict) or "lif" not in state:
-        raise ValueError("state must be the model state dict (with 'lif'), from init_state")
+    _check_state(state)
     decay = model.neuron.decay
-    return {n: weighted_rate(state["lif"][n].trace, num_steps, decay) for n in model.neuron_names}
+    return {n: weighted_rate(state.neurons[n].trace, num_steps, decay) for n in model.neuron_names}
 
 
 def _pool(h: Array, n: int) -> Array:
@@ -93,7 +101,7 @@ def _last_block(model: SpikingVGG, a_last: Array, masks: dict) -> Array:
 
 
 def vgg_readout(
-    model: SpikingVGG, params: PyTree, rates: dict[str, Array], *, state: dict | None = None
+    model: SpikingVGG, params: PyTree, rates: dict[str, Array], *, state: VGGState | None = None
 ) -> Array:
     """Return the readout ``o = W_fc · GAP(pool_tail(2.74 · a^L)) + b`` of the rates.
 
@@ -163,7 +171,7 @@ def vgg_rate_forward(
     rates: dict[str, Array],
     x: Array,
     *,
-    state: dict | None = None,
+    state: VGGState | None = None,
 ) -> Array:
     """Return the readout of the rate version of a feedforward SpikingVGG.
 
@@ -201,7 +209,7 @@ def vgg_rate_map(
     *,
     num_steps: int,
     anchor: dict[str, Array] | None = None,
-    state: dict | None = None,
+    state: VGGState | None = None,
 ) -> dict[str, Array]:
     """Return ``F(a)``: every block's closed-form rate from the rates it reads (equilibrium map).
 
@@ -238,7 +246,7 @@ def vgg_preactivations(
     x: Array,
     *,
     num_steps: int,
-    state: dict | None = None,
+    state: VGGState | None = None,
 ) -> dict[str, Array]:
     """Return every block's closed-form pre-activation ``z^l = (W^l a^{l−1} + b^l)/V_th``.
 
@@ -305,7 +313,7 @@ def vgg_sr_grad(
     *,
     num_steps: int,
     beta: float = 0.05,
-    state: dict | None = None,
+    state: VGGState | None = None,
     num_iters: int = 50,
     tol: float = 1e-4,
     solver: str = "fixed_point",

@@ -10,7 +10,9 @@
 
 Every model follows :class:`~ottt_jax.models.common.SpikingModel`: ``mode``, ``neuron_names``,
 ``init_state(batch_size, input_shape, *, key=None, train=True, dtype)`` (a plain method, no
-parameters), ``__call__(state, x_t, *, return_stats=False)`` and ``layer_sizes(input_shape)``.
+parameters) returning a :class:`~ottt_jax.models.common.ModelState` NamedTuple
+(:class:`VGGState`, :class:`NFResNetState`), ``__call__(state, x_t, *, return_stats=False)`` and
+``layer_sizes(input_shape)``.
 """
 
 from __future__ import annotations
@@ -20,17 +22,29 @@ from typing import Any
 
 import flax.linen as nn
 
-from ottt_jax.models.common import SpikingModel
-from ottt_jax.models.nfresnet import NFResNet, nfresnet18, nfresnet34, nfresnet50
+from ottt_jax.models.common import ModelState, SpikingModel
+from ottt_jax.models.nfresnet import NFResNet, NFResNetState, nfresnet18, nfresnet34, nfresnet50
 from ottt_jax.models.registry import build_model, get_model_entry, model_names, register_model
-from ottt_jax.models.vgg import VGG11_CFG, SpikingVGG, SpikingVGGF, vgg11, vgg11f
+from ottt_jax.models.vgg import (
+    VGG11_CFG,
+    SpikingVGG,
+    SpikingVGGF,
+    VGGFeedback,
+    VGGState,
+    vgg11,
+    vgg11f,
+)
 
 __all__ = [
     "VGG11_CFG",
+    "ModelState",
     "NFResNet",
+    "NFResNetState",
     "SpikingModel",
     "SpikingVGG",
     "SpikingVGGF",
+    "VGGFeedback",
+    "VGGState",
     "build_model",
     "get_model_entry",
     "make_step",

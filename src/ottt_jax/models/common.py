@@ -1,11 +1,12 @@
 """Helpers shared by the models: value checks, per-sequence dropout masks, upsampling, traces.
 
-Also the :class:`SpikingModel` protocol every model of :mod:`ottt_jax.models` follows.
+Also the :class:`SpikingModel` protocol every model of :mod:`ottt_jax.models` follows and the
+:class:`ModelState` protocol its state follows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -17,6 +18,7 @@ from ottt_jax.mode import Mode
 Array = jax.Array
 
 __all__ = [
+    "ModelState",
     "SpikingModel",
     "check_input_shape",
     "check_mode",
@@ -31,13 +33,30 @@ __all__ = [
 
 
 @runtime_checkable
+class ModelState(Protocol):
+    """What every model's state is: a NamedTuple (a pytree of fixed fields) with ``neurons``.
+
+    Each model has its own NamedTuple (:class:`~ottt_jax.models.vgg.VGGState`,
+    :class:`~ottt_jax.models.nfresnet.NFResNetState`) whose fields are the same for every option
+    (a part a model or a sequence does not use is None, which holds no pytree leaves); its other
+    fields hold the per-sequence masks and buffers.
+
+    Attributes:
+      neurons: ``{neuron_name: neuron state}`` over the model's ``neuron_names``; each neuron
+        state has a ``trace`` attribute (None when the mode keeps no trace).
+    """
+
+    neurons: Mapping[str, Any]
+
+
+@runtime_checkable
 class SpikingModel(Protocol):
     """What trainers, metrics and analysis ask of a spiking model (a Flax module).
 
     Attributes:
       mode: the :class:`~ottt_jax.mode.Mode` it was built with (``make_step`` carries it).
-      neuron_names: the neuron layer names in network order; the keys of the statistics and of
-        :meth:`layer_sizes`.
+      neuron_names: the neuron layer names in network order; the keys of ``state.neurons``, of
+        the statistics and of :meth:`layer_sizes`.
     """
 
     mode: Mode
@@ -53,12 +72,14 @@ class SpikingModel(Protocol):
         key: Array | None = None,
         train: bool = True,
         dtype: Any = jnp.float32,
-    ) -> Any:
-        """Return the state of a new sequence (zeros, plus its per-sequence random masks)."""
+    ) -> ModelState:
+        """Return the :class:`ModelState` of a new sequence (zeros, plus its per-sequence masks)."""
         ...
 
-    def __call__(self, state: Any, x: Array, *, return_stats: bool = False) -> Any:
+    def __call__(self, state: ModelState, x: Array, *, return_stats: bool = False) -> Any:
         """Run one step: ``(logits [B, K], state)``, or ``((logits, stats), state)``.
+
+        A state of the wrong type or for another configuration raises a ValueError.
 
         ``stats`` is ``{neuron_name: spikes per sample [B] float32}``.
         """

@@ -17,13 +17,18 @@ same parameter tree. The layers decide from the mode; the model passes every tra
 
 Parameter paths follow the official PyTorch names (``features.3.op.weight`` ->
 ``params['features_3']['kernel']``); the neuron layers are named ``lif01, lif02, ...`` in network
-order (:attr:`SpikingVGG.neuron_names`; state, statistics and :meth:`SpikingVGG.layer_sizes` share
-these names and sort in network order).
+order (:attr:`SpikingVGG.neuron_names`; ``VGGState.neurons``, statistics and
+:meth:`SpikingVGG.layer_sizes` share these names and sort in network order).
+
+The state of a sequence is a :class:`VGGState` whose fields are always present: the neuron states,
+the per-sequence dropout masks and VGG-F's feedback buffer, None for a part the model or the
+sequence does not use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -47,10 +52,53 @@ from ottt_jax.neuron import LIF, Neuron, check_neuron
 
 Array = jax.Array
 
-__all__ = ["VGG11_CFG", "SpikingVGG", "SpikingVGGF", "vgg11", "vgg11f"]
+__all__ = [
+    "VGG11_CFG",
+    "SpikingVGG",
+    "SpikingVGGF",
+    "VGGFeedback",
+    "VGGState",
+    "vgg11",
+    "vgg11f",
+]
 
 #: The authors' VGG-11 configuration ``'A'``: ints are 3×3 sWS conv widths, ``'M'`` a 2×2 avg pool.
 VGG11_CFG: tuple = (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
+
+
+class VGGFeedback(NamedTuple):
+    """VGG-F's feedback buffer: the previous step's scaled last-block output ``F_{t−1}``.
+
+    Attributes:
+      spikes: ``2.74 · m · s`` pooled by the trailing pools, ``[B, h, w, C]`` (detached).
+      trace: the same map of the trace ``â``, ``[B, h, w, C]`` (detached); None when the mode
+        keeps no trace (``mode.keeps_trace`` False).
+    """
+
+    spikes: Array
+    trace: Array | None
+
+
+class VGGState(NamedTuple):
+    """The state of one sequence of a :class:`SpikingVGG` (a pytree; None fields hold no leaves).
+
+    Attributes:
+      neurons: ``{lif_name: neuron state}`` over :attr:`SpikingVGG.neuron_names` (a ``LIFState(v,
+        trace)`` for the default LIF), each leaf ``[B, H_l, W_l, C_l]``. Iterate it through
+        ``neuron_names``: JAX transformations rebuild dicts in sorted key order.
+      neuron_mask: ``{lif_name: [B, H_l, W_l, C_l]}`` per-sequence neuron-dropout masks (0 or
+        ``1/(1−p)``), or None (no neuron dropout in this sequence).
+      fc_mask: ``[B, C]`` the per-sequence dropout mask before the classifier, or None.
+      feedback: VGG-F's :class:`VGGFeedback` ``F_{t−1}``; None for a VGG without feedback.
+      step: VGG-F's step counter (int32 scalar, 0 at the first step: no feedback then); None
+        without feedback.
+    """
+
+    neurons: dict[str, Any]
+    neuron_mask: dict[str, Array] | None = None
+    fc_mask: Array | None = None
+    feedback: VGGFeedback | None = None
+    step: Array | None = None
 
 
 def _check_cfg(cfg: Any) -> tuple:
@@ -206,7 +254,7 @@ class SpikingVGG(nn.Module):
         key: Array | None = None,
         train: bool = True,
         dtype: Any = jnp.float32,
-    ) -> dict:
+    ) -> VGGState:
         """Return the zero state of a new sequence (usable on the unbound module).
 
         Args:
@@ -218,18 +266,15 @@ class SpikingVGG(nn.Module):
           dtype: dtype of the neuron states and masks.
 
         Returns:
-          ``{'lif': {name: LIFState(v, trace)}}`` with each leaf ``[B, H_l, W_l, C_l]``, plus
-          ``'neuron_mask': {name: [B, H_l, W_l, C_l]}`` and ``'fc_mask': [B, C]`` when those
-          dropouts are active (values 0 or ``1/(1−p)``), and for VGG-F ``'feedback':
-          {'spikes', 'trace'}`` (``[B, h, w, C]``, the previous step's scaled last-block output)
-          and ``'step'`` (int32 scalar, 0 at the first step: no feedback then).
+          A :class:`VGGState`: ``neurons`` ``{name: neuron state}`` (zeros, each leaf
+          ``[B, H_l, W_l, C_l]``); ``neuron_mask`` ``{name: [B, H_l, W_l, C_l]}`` and ``fc_mask``
+          ``[B, C]`` when those dropouts are active (values 0 or ``1/(1−p)``), else None; for
+          VGG-F ``feedback`` (zeros ``[B, h, w, C]``) and ``step`` (int32 0), else None.
         """
         check_positive_int("batch_size", batch_size)
         shapes = self._lif_shapes(input_shape)
         neuron = self.neuron.with_mode(self.mode)  # its state has a trace iff the mode keeps one
-        state: dict[str, Any] = {
-            "lif": {n: neuron.init_state((batch_size, *s), dtype) for n, s in shapes.items()}
-        }
+        neurons = {n: neuron.init_state((batch_size, *s), dtype) for n, s in shapes.items()}
         use_nd = train and self.neuron_dropout > 0
         use_fc = train and self.fc_dropout > 0
         if (use_nd or use_fc) and key is None:
@@ -237,22 +282,23 @@ class SpikingVGG(nn.Module):
                 "key is required by init_state when train=True and neuron_dropout or fc_dropout "
                 "> 0 (the per-sequence dropout masks are drawn from it)"
             )
+        neuron_mask = fc_mask = feedback = step = None
         if use_nd or use_fc:
             keys = jax.random.split(key, len(shapes) + 1)
         if use_nd:
             p = self.neuron_dropout
-            state["neuron_mask"] = {
+            neuron_mask = {
                 n: dropout_mask(k, p, (batch_size, *s), dtype)
                 for k, (n, s) in zip(keys[:-1], shapes.items())
             }
         if use_fc:
             c = self.conv_specs()[-1][2]
-            state["fc_mask"] = dropout_mask(keys[-1], self.fc_dropout, (batch_size, c), dtype)
+            fc_mask = dropout_mask(keys[-1], self.fc_dropout, (batch_size, c), dtype)
         if self.feedback:
             z = jnp.zeros((batch_size, *self._feature_shape(input_shape)), dtype)
-            state["feedback"] = {"spikes": z, "trace": z if self.mode.keeps_trace else None}
-            state["step"] = jnp.zeros((), jnp.int32)
-        return state
+            feedback = VGGFeedback(spikes=z, trace=z if self.mode.keeps_trace else None)
+            step = jnp.zeros((), jnp.int32)
+        return VGGState(neurons, neuron_mask, fc_mask, feedback, step)
 
     def layer_sizes(self, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, float]]:
         """Return ``{lif_name: (num_neurons, fan_out)}`` for the SOP count (no parameters needed).
@@ -315,21 +361,37 @@ class SpikingVGG(nn.Module):
     # One time step.
     # -----------------------------------------------------------------------------------------
 
-    def _check_inputs(self, state: dict, x: Array) -> None:
-        if not isinstance(state, dict) or "lif" not in state:
-            raise ValueError("state must be the dict returned by init_state (missing 'lif')")
-        if set(state["lif"]) != set(self.neuron_names):
+    def _check_inputs(self, state: VGGState, x: Array) -> None:
+        if not isinstance(state, VGGState):
             raise ValueError(
-                f"state['lif'] has layers {sorted(state['lif'])}, expected "
-                f"{list(self.neuron_names)} for cfg {self.cfg}"
+                f"state must be the VGGState returned by init_state, got {type(state).__name__}"
             )
-        if self.feedback and ("feedback" not in state or "step" not in state):
-            raise ValueError("state lacks 'feedback'/'step': build it with this VGG-F's init_state")
+        if not isinstance(state.neurons, Mapping) or set(state.neurons) != set(self.neuron_names):
+            n = state.neurons
+            got = sorted(n) if isinstance(n, Mapping) else type(n).__name__
+            raise ValueError(
+                f"state.neurons has layers {got}, expected {list(self.neuron_names)} for cfg "
+                f"{self.cfg}"
+            )
+        if state.neuron_mask is not None and set(state.neuron_mask) != set(self.neuron_names):
+            raise ValueError(
+                f"state.neuron_mask has layers {sorted(state.neuron_mask)}, expected "
+                f"{list(self.neuron_names)} (or None: no neuron dropout)"
+            )
+        if self.feedback and (state.feedback is None or state.step is None):
+            raise ValueError(
+                "state.feedback/state.step are None: build the state with this VGG-F's init_state"
+            )
+        if not self.feedback and (state.feedback is not None or state.step is not None):
+            raise ValueError(
+                "state.feedback/state.step are set but this VGG has feedback=False: build the "
+                "state with this model's init_state"
+            )
         if jnp.ndim(x) != 4:
             raise ValueError(f"x must be one frame batch [B, H, W, C] (NHWC), got shape {x.shape}")
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise ValueError(f"x must be floating point, got dtype {x.dtype}")
-        v0 = jax.tree.leaves(state["lif"][self.neuron_names[0]])[0]  # any Neuron's state
+        v0 = jax.tree.leaves(state.neurons[self.neuron_names[0]])[0]  # any Neuron's state
         if tuple(x.shape[:3]) != tuple(v0.shape[:3]):
             raise ValueError(
                 f"x has batch/spatial shape {tuple(x.shape[:3])} but the state was built for "
@@ -345,17 +407,18 @@ class SpikingVGG(nn.Module):
                 )
 
     @nn.compact
-    def __call__(self, state: dict, x: Array, *, return_stats: bool = False):
+    def __call__(self, state: VGGState, x: Array, *, return_stats: bool = False):
         """Advance one time step.
 
         Args:
-          state: from :meth:`init_state` or the previous step.
+          state: the :class:`VGGState` from :meth:`init_state` or the previous step.
           x: the frame ``x_t``, ``[B, H, W, C]`` float (NHWC).
           return_stats: also return ``{lif_name: spikes per sample [B] (float32)}``: the spikes
             each LIF layer emitted this step (after neuron dropout, unscaled: a 0/1 count).
 
         Returns:
-          ``(logits [B, K], new_state)``, or ``((logits, stats), new_state)``.
+          ``(logits [B, K], new_state)``, or ``((logits, stats), new_state)``; ``new_state`` is a
+          :class:`VGGState` with the same masks (and the same None fields).
 
         Per conv block: ``u = conv(S_in, trace=A_in)``; ``s, (v, â) = LIF(u)``;
         ``S = 2.74·m·s``, ``A = 2.74·m·â`` (``m`` the neuron-dropout mask); ``'M'`` pools ``S`` and
@@ -364,8 +427,8 @@ class SpikingVGG(nn.Module):
         self._check_inputs(state, x)
         neuron = self.neuron.with_mode(self.mode)
         convs = self.conv_specs()
-        masks = state.get("neuron_mask", {})
-        new_lif, stats = {}, {}
+        masks = {} if state.neuron_mask is None else state.neuron_mask
+        new_neurons, stats = {}, {}
         s = a = None
         a_scale = 1.0
         ci = 0
@@ -381,8 +444,8 @@ class SpikingVGG(nn.Module):
                     u = u + self._feedback(state, feat)
             else:
                 u = conv(s, trace=a, trace_scale=a_scale)
-            spikes, st = neuron(state["lif"][lif], u)
-            new_lif[lif] = st
+            spikes, st = neuron(state.neurons[lif], u)
+            new_neurons[lif] = st
             dt = spikes.dtype
             s, a = spikes, map_trace(lambda t, dt=dt: t.astype(dt), st.trace)
             if lif in masks:  # the authors' neuron dropout acts on the emitted spikes
@@ -396,16 +459,20 @@ class SpikingVGG(nn.Module):
             # buffer (already in the scan carry) instead of a scaled copy.
             s, a_scale = s * SPIKE_SCALE, SPIKE_SCALE
             ci += 1
-        new_state = dict(state, lif=new_lif)
+        new_state = state._replace(neurons=new_neurons)
         if self.feedback:
-            new_state["feedback"] = {
-                "spikes": jax.lax.stop_gradient(s).astype(state["feedback"]["spikes"].dtype),
-                "trace": map_trace(lambda t: jax.lax.stop_gradient(t * a_scale).astype(t.dtype), a),
-            }
-            new_state["step"] = state["step"] + 1
+            new_state = new_state._replace(
+                feedback=VGGFeedback(
+                    spikes=jax.lax.stop_gradient(s).astype(state.feedback.spikes.dtype),
+                    trace=map_trace(
+                        lambda t: jax.lax.stop_gradient(t * a_scale).astype(t.dtype), a
+                    ),
+                ),
+                step=state.step + 1,
+            )
         z, za = jnp.mean(s, axis=(1, 2)), map_trace(lambda t: jnp.mean(t, axis=(1, 2)), a)
-        if "fc_mask" in state:
-            m = state["fc_mask"].astype(z.dtype)
+        if state.fc_mask is not None:
+            m = state.fc_mask.astype(z.dtype)
             z, za = z * m, map_trace(lambda t: t * m, za)
         logits = Linear(self.num_classes, name="classifier_0", dtype=self.dtype, mode=self.mode)(
             z, trace=za, trace_scale=a_scale
@@ -414,12 +481,12 @@ class SpikingVGG(nn.Module):
             return (logits, stats), new_state
         return logits, new_state
 
-    def _feedback(self, state: dict, features: int) -> Array:
+    def _feedback(self, state: VGGState, features: int) -> Array:
         """Return ``fb_conv(upsample(F_{t−1}))``, zero at the first step of a sequence."""
-        fb = state["feedback"]
+        fb = state.feedback
         f = 2**self.num_pools
-        up_s = upsample(fb["spikes"].astype(self.dtype), f)
-        up_a = map_trace(lambda t: upsample(t.astype(self.dtype), f), fb["trace"])
+        up_s = upsample(fb.spikes.astype(self.dtype), f)
+        up_a = map_trace(lambda t: upsample(t.astype(self.dtype), f), fb.trace)
         fb_conv = Conv(
             features,
             weight_standardization=False,
@@ -429,7 +496,7 @@ class SpikingVGG(nn.Module):
             mode=self.mode,
         )
         y = fb_conv(up_s, trace=up_a)
-        return y * (state["step"] > 0).astype(y.dtype)
+        return y * (state.step > 0).astype(y.dtype)
 
 
 class SpikingVGGF(SpikingVGG):
