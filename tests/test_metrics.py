@@ -117,7 +117,7 @@ def _run(feedback):
 
         def body(s, _):
             (_, stats), s2 = model.apply({"params": p}, s, x, return_stats=True)
-            spikes = {k: s2["lif"][k].trace - 0.5 * s["lif"][k].trace for k in NAMES}
+            spikes = {k: s2.neurons[k].trace - 0.5 * s.neurons[k].trace for k in NAMES}
             return s2, (stats, spikes)
 
         return jax.lax.scan(body, st, None, length=T)[1]
@@ -231,10 +231,7 @@ def _run_nfresnet(block):
 
         def body(s, _):
             (_, stats), s2 = model.apply({"params": p}, s, x, return_stats=True)
-            spikes = {}
-            for n in names:
-                blk, sn = n.split("/")
-                spikes[n] = s2[blk][sn].trace - 0.5 * s[blk][sn].trace
+            spikes = {n: s2.neurons[n].trace - 0.5 * s.neurons[n].trace for n in names}
             return s2, (stats, spikes)
 
         return jax.lax.scan(body, st, None, length=NF_T)[1]
