@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import inspect
 import logging
 import os
@@ -226,8 +227,27 @@ def _call_quietly(fn: Any, on_error: Any = None) -> tuple[Any, Any]:
         except Exception as e:  # tensorstore raises bare Exception / ValueError; JSON its own
             summary = (on_error or _one_line)(e)
         # Leaving the except block releases the traceback, which holds orbax's failed
-        # coroutines: they are collected here, while the hook still drops their noise.
+        # coroutines; those in reference cycles need a collection. Both happen here, while the
+        # hook still drops their noise (only on this failure path).
+        gc.collect()
+    # orbax's background threads can still drop a failed read's coroutine after this returns:
+    # from now on, the process's unraisable hook drops that debris (and only that).
+    _keep_dropping_orbax_noise()
     return None, summary
+
+
+def _keep_dropping_orbax_noise() -> None:
+    """Wrap ``sys.unraisablehook`` (once per hook) so that orbax's failure debris is dropped."""
+    current = sys.unraisablehook
+    if getattr(current, "_drops_orbax_noise", False):
+        return
+
+    def hook(unraisable):
+        if not _is_orbax_noise(unraisable):
+            current(unraisable)
+
+    hook._drops_orbax_noise = True
+    sys.unraisablehook = hook
 
 
 def _remove_tmp_dirs(directory: str) -> list[str]:
