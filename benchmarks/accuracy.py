@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 TITLE = "3. Accuracy on digits (Table 1 analog)"
 METHODS = ("ottt_a", "ottt_o", "bptt")
@@ -356,4 +357,5 @@ def render(section: Section) -> str:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     print(render(run(quick="--quick" in sys.argv[1:])))

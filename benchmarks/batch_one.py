@@ -14,6 +14,7 @@ import sys
 
 from benchmarks.accuracy import LABELS, ONE_IMAGE_PP, render, run_digits
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 TITLE = "4. Batch size 1 (Table 3 analog)"
 METHODS = ("ottt_a", "ottt_o")
@@ -260,4 +261,5 @@ def _acc(sweep: dict, main: dict, lr: float) -> float:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     print(render(run(quick="--quick" in sys.argv[1:])))

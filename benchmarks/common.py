@@ -89,13 +89,22 @@ def git_rev() -> str:
         return "unknown"
 
 
-def run_in_subprocess(code: str, xla_flags: str) -> Any:
+def run_in_subprocess(code: str, xla_flags: str, *, xla_defaults: bool = False) -> Any:
     """Run ``code`` (which prints JSON on its last line) in a fresh Python with extra XLA flags.
 
     XLA flags are process-wide and read once, so flag experiments never run in this process.
+    ``xla_defaults=True`` runs it without the benchmarks' XLA:CPU defaults
+    (:mod:`ottt_jax.xla_flags`): they are removed from ``XLA_FLAGS`` and not added back.
     """
+    from ottt_jax.xla_flags import DEFAULT_CPU_FLAGS, OPT_OUT_ENV
+
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+    flags = env.get("XLA_FLAGS", "").split()
+    if xla_defaults:
+        ours = {f"--{name}={value}" for name, value in DEFAULT_CPU_FLAGS}
+        flags = [f for f in flags if f not in ours]
+        env[OPT_OUT_ENV] = "0"
+    env["XLA_FLAGS"] = " ".join([*flags, *xla_flags.split()])
     out = subprocess.check_output([sys.executable, "-c", code], env=env, text=True, cwd=REPO)
     return json.loads(out.strip().splitlines()[-1])
 

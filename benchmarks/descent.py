@@ -24,6 +24,7 @@ from ottt_jax.config import get_config
 from ottt_jax.data import make_loader
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.models import SpikingVGG, make_step
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 TITLE = "7. Descent direction (Sec. 4.2, Theorems 1 and 2)"
 EVAL_BATCH = 20  # per-example GMRES runs fastest at this size on a 2-core CPU
@@ -447,4 +448,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     main()

@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks.accuracy import LABELS, QUICK_EPOCHS, render, run_digits
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 TITLE = "6. Firing rates and synaptic operations (Fig. 4 analog)"
 METHODS = ("ottt_a", "bptt")
@@ -514,4 +515,5 @@ def run(quick: bool) -> Section:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     print(render(run(quick="--quick" in sys.argv[1:])))

@@ -46,6 +46,7 @@ from benchmarks.train_iteration import (
     make_iteration,
     synthetic_batch,
 )
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 MIB = 2.0**20
 VGG_STEPS = (2, 6, 16, 32)
@@ -493,4 +494,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     sys.exit(main())

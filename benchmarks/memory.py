@@ -13,6 +13,7 @@ import sys
 
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
 from benchmarks.train_iteration import METHODS, init_params, label, make_iteration, split_method
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 #: The curves: the paper's three methods, then SLTT and SLTT-K (K = 2; Meng et al., ICCV 2023).
 CURVES = (*METHODS, "sltt", "sltt_k:k=2")
@@ -227,4 +228,5 @@ def run(quick: bool = False) -> Section:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     print(run(quick="--quick" in sys.argv).body)

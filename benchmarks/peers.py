@@ -42,6 +42,7 @@ from benchmarks.train_iteration import (
     make_iteration,
     synthetic_batch,
 )
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 NUM_PARAMS_VGG11 = 9_228_362  # the authors' VGG-11 sWS at K = 10 (both sides must match)
 SIDES = ("spikingjelly", "ottt_jax")
@@ -473,4 +474,5 @@ def _torch_worker():
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     sys.exit(main())

@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from benchmarks.common import REPO, Section, git_rev, hardware, md_table, versions
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 SECTIONS = {
     "1": "benchmarks.memory",
@@ -85,4 +86,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     sys.exit(main())

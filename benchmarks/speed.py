@@ -15,6 +15,13 @@ import time
 
 from benchmarks.common import Section, Timer, md_table, run_in_subprocess
 from benchmarks.train_iteration import label
+from ottt_jax.xla_flags import DEFAULT_CPU_FLAGS, set_default_cpu_flags
+
+
+def default_flags() -> str:
+    """Return the benchmarks' default XLA:CPU flags as one ``XLA_FLAGS`` string."""
+    return " ".join(f"--{name}={value}" for name, value in DEFAULT_CPU_FLAGS)
+
 
 BATCH, T = 32, 6
 #: SLTT and SLTT-K at K = 1, 2, 3 (Meng et al., ICCV 2023), alternated with the rows above.
@@ -22,7 +29,6 @@ SLTT_METHODS = ("sltt", "sltt_k:k=1", "sltt_k:k=2", "sltt_k:k=3")
 #: The target for SLTT-K at K = 2 (of T = 6): at most this fraction of OTTT_A's time.
 SLTT_K2_TARGET = 0.6
 PYTORCH_S_PER_ITER = 5.3  # the authors' code, batch 32, T = 6, this 2-core CPU (reference file)
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=eltwise"
 
 
 def _two_pass(w, spikes, tr, strides=(1, 1), padding="SAME", trace_scale=1.0, *, fast=True):
@@ -120,7 +126,8 @@ def run(quick: bool = False) -> Section:
         ynn = run_in_subprocess(
             "import json; from benchmarks.speed import time_variants; "
             f"print(json.dumps(time_variants({{'OTTT_A': 'ottt_a'}}, {rounds})))",
-            YNN_FLAG,
+            "",
+            xla_defaults=True,
         )
         trap = time_variants(trap_variants, 5 if quick else 15, digits=True)
     med = {k: statistics.median(v["times"]) for k, v in res.items()}
@@ -141,7 +148,7 @@ def run(quick: bool = False) -> Section:
     ynn_med = statistics.median(ynn["OTTT_A"]["times"])
     rows.append(
         [
-            f"OTTT_A, `XLA_FLAGS={YNN_FLAG}` (separate process)",
+            "OTTT_A with XLA's own CPU defaults (`OTTT_JAX_XLA_DEFAULTS=0`, separate process)",
             f"{ynn_med:.2f}",
             f"{ynn_med / T:.3f}",
             f"{BATCH / ynn_med:.1f}",
@@ -157,7 +164,10 @@ def run(quick: bool = False) -> Section:
             f"Setup: VGG-11 sWS at CIFAR-10 shapes, batch {BATCH}, T = {T}, one full training "
             "iteration (T steps, gradients, SGD-momentum update), float32. After compiling and "
             f"one warm-up run, the variants are timed in {rounds} alternating rounds; the median "
-            "is shown. 'vs OTTT_A' is the ratio of medians from this one run.",
+            "is shown. 'vs OTTT_A' is the ratio of medians from this one run. Every row but the "
+            f"last runs with the benchmarks' XLA:CPU default `XLA_FLAGS={default_flags()}` "
+            "(`ottt_jax.xla_flags`); the last row is the same OTTT_A iteration with XLA's own "
+            "defaults, where the YNNPACK fusions run every convolution.",
             "",
             md_table(
                 [
@@ -203,7 +213,7 @@ def run(quick: bool = False) -> Section:
             "non-canonical dimension numbers (`CHWN`/`IHWO`) for the weight gradient hit the same "
             "slow path (a slowdown of the same order as the autodiff row). The first "
             "conv (image input, ordinary gradient) also goes through the custom VJP, with the "
-            "input as its own 'trace'. What else was tried: the YNNPACK→Eigen flag row above.",
+            "input as its own 'trace'. The XLA:CPU flag: the last row of the first table.",
             "",
             "**SLTT and SLTT-K** (Meng et al., ICCV 2023; rules `sltt`, `sltt_k`) are timed in "
             "the same alternated rounds. SLTT takes each weight gradient at the input spikes and "
@@ -242,4 +252,5 @@ def run(quick: bool = False) -> Section:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     print(run(quick="--quick" in sys.argv).body)

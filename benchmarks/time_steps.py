@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from benchmarks.accuracy import ONE_IMAGE_PP, render, run_digits
 from benchmarks.common import Section, Timer, figure_path, md_table, rel
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 TITLE = "5. Inference time steps (Fig. 3 analog)"
 TRAIN_STEPS = 6
@@ -188,4 +189,5 @@ def _t_label(t: int) -> str:
 
 
 if __name__ == "__main__":
+    set_default_cpu_flags()  # XLA:CPU defaults of the benchmarks (ottt_jax.xla_flags)
     print(render(run(quick="--quick" in sys.argv[1:])))

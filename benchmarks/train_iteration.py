@@ -131,12 +131,13 @@ def make_iteration(
 
 
 def init_params(model: Any, input_shape: tuple[int, int, int], seed: int = 0) -> Any:
-    """Return ``model``'s parameters for frames of ``input_shape`` (PRNG seed ``seed``)."""
+    """Return ``model``'s parameters for frames of ``input_shape``: the trainer's
+    :func:`ottt_jax.training.init_params` with the key ``PRNGKey(seed)``."""
     import jax
-    import jax.numpy as jnp
 
-    st = model.init_state(1, tuple(input_shape), train=False)
-    return model.init(jax.random.PRNGKey(seed), st, jnp.zeros((1, *input_shape)))["params"]
+    from ottt_jax import training
+
+    return training.init_params(model, tuple(input_shape), jax.random.PRNGKey(seed))
 
 
 def count_params(params: Any) -> int:

@@ -8,12 +8,21 @@ instantaneous rule). Models pass the trace unconditionally. Layouts: activations
 HWIO, dense ``[in, out]``.
 
 Parameter names: ``kernel`` (the raw weight), ``gain`` (sWS, one per output channel), ``bias``.
+
+**Hoisting the standardization out of the time loop.** Within one sequence the parameters of
+OTTT_A, SLTT, SLTT-K and BPTT do not change, so the sWS of a kernel is loop-invariant. A layer
+with sWS reads its already-standardized kernel from the ``standardized`` collection
+(:data:`STANDARDIZED`) when that collection holds one, and standardizes ``kernel``/``gain``
+itself otherwise. :func:`split_standardized` builds those variables from ``params`` once per
+sequence; the rules in :mod:`ottt_jax.online` then accumulate the gradient w.r.t. the
+standardized kernels and apply the sWS backward once, after the scan (see
+:class:`ottt_jax.online.Hoist`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -28,17 +37,22 @@ Array = jax.Array
 
 __all__ = [
     "SPIKE_SCALE",
+    "STANDARDIZED",
     "Conv",
     "Linear",
     "avg_pool",
     "conv_op",
     "kaiming_normal_fan_out",
+    "split_standardized",
     "standardize_weight",
 ]
 
 #: The constant ``Scale(2.74)`` applied to every neuron's spikes and trace: ``1/sqrt(p(1−p))`` with
 #: ``p = P(N(0,1) > 1)``, the std of a spike from a unit-variance input.
 SPIKE_SCALE = 2.74
+
+#: The Flax collection an sWS layer reads its standardized kernel from (:func:`split_standardized`).
+STANDARDIZED = "standardized"
 
 # The spike/trace conv op every Conv uses; conv_op() swaps it while a model is traced.
 _CONV_OPS: list[Callable[..., Array]] = [conv_spike_trace]
@@ -101,6 +115,47 @@ def standardize_weight(kernel: Array, gain: Array, eps: float = 1e-4) -> Array:
     return gain * (kernel - mean) * lax.rsqrt(var * fan_in + eps)
 
 
+def split_standardized(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the variables that run a model with every sWS kernel standardized beforehand.
+
+    An sWS layer of this module keeps ``kernel`` and ``gain`` side by side in its parameter dict
+    (the names are this module's convention); every such dict loses both and its standardized
+    kernel moves to the :data:`STANDARDIZED` collection at the same path, where :class:`Conv`
+    and :class:`Linear` read it. Everything else (biases, plain kernels, other parameters) stays
+    in ``params``.
+
+    Args:
+      params: the model's ``params`` tree (nested dicts).
+
+    Returns:
+      ``{'params': rest, STANDARDIZED: kernels}``, to pass to ``model.apply``; a differentiable
+      function of ``params`` (``jax.vjp`` of it maps gradients w.r.t. the standardized kernels
+      back to ``kernel`` and ``gain``).
+    """
+
+    def walk(tree):
+        rest, std = {}, {}
+        for name, value in tree.items():
+            if isinstance(value, Mapping):
+                if "kernel" in value and "gain" in value:
+                    std[name] = {"kernel": standardize_weight(value["kernel"], value["gain"])}
+                    sub = {k: v for k, v in value.items() if k not in ("kernel", "gain")}
+                    r, s = walk(sub)
+                    if s:
+                        std[name].update(s)
+                else:
+                    r, s = walk(value)
+                    if s:
+                        std[name] = s
+                rest[name] = r
+            else:
+                rest[name] = value
+        return rest, std
+
+    rest, std = walk(params)
+    return {"params": rest, STANDARDIZED: std}
+
+
 def avg_pool(x: Array, window: int = 2, stride: int | None = None, padding: int = 0) -> Array:
     """Average-pool an NHWC array (spikes and traces alike), counting padded zeros.
 
@@ -145,6 +200,24 @@ def avg_pool(x: Array, window: int = 2, stride: int | None = None, padding: int 
     return total / (window * window)
 
 
+def _kernel(layer: nn.Module, shape: tuple[int, ...]) -> Array:
+    """Return a Conv/Linear's kernel in its compute dtype, standardized when it uses sWS."""
+    if layer.weight_standardization and layer.has_variable(STANDARDIZED, "kernel"):
+        kernel = layer.get_variable(STANDARDIZED, "kernel")
+        if tuple(kernel.shape) != shape:
+            where = "/".join(layer.scope.path)
+            raise ValueError(
+                f"{where}: the standardized kernel has shape {tuple(kernel.shape)}, the layer "
+                f"needs {shape}"
+            )
+    else:
+        kernel = layer.param("kernel", layer.kernel_init, shape)
+        if layer.weight_standardization:
+            gain = layer.param("gain", nn.initializers.ones, (shape[-1],))
+            kernel = standardize_weight(kernel, gain)
+    return kernel.astype(layer.dtype)
+
+
 class Conv(nn.Module):
     """2-D convolution, optionally sWS, applying the trace rule when a trace is passed.
 
@@ -183,11 +256,7 @@ class Conv(nn.Module):
           ``[B, Ho, Wo, features]``; with the trace rule ∇W is taken at ``trace_scale·trace``.
         """
         k = self.kernel_size
-        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-        if self.weight_standardization:
-            gain = self.param("gain", nn.initializers.ones, (self.features,))
-            kernel = standardize_weight(kernel, gain)
-        kernel = kernel.astype(self.dtype)
+        kernel = _kernel(self, (k, k, x.shape[-1], self.features))
         x = x.astype(self.dtype)
         strides = (self.strides, self.strides)
         # Without a trace the gradient is the ordinary one: the trace rule with trace := input.
@@ -244,11 +313,7 @@ class Linear(nn.Module):
         Returns:
           ``[B, features]``; with the trace rule ∇W is taken at ``trace_scale·trace``.
         """
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
-        if self.weight_standardization:
-            gain = self.param("gain", nn.initializers.ones, (self.features,))
-            kernel = standardize_weight(kernel, gain)
-        kernel = kernel.astype(self.dtype)
+        kernel = _kernel(self, (x.shape[-1], self.features))
         x = x.astype(self.dtype)
         if trace is None or not self.mode.trace_rule:
             y = x @ kernel

@@ -22,6 +22,12 @@ their leading axis. A static input (an image shown at every step) is passed with
 For OTTT, build the step function with ``mode=ottt_jax.mode.OTTT`` (detached membrane and the
 spike/trace ops, so no gradient crosses time steps). For the BPTT baseline build it with
 ``mode.BPTT``. :mod:`ottt_jax.rules` names these pairings (rule + mode) and checks them.
+
+A step may carry a loop-invariant parameter transform as its ``hoist`` attribute (a
+:class:`Hoist`; ``models.make_step`` sets one for the package's models: the sWS of every
+kernel). The rules whose parameters are fixed over the sequence (everything but
+:func:`ottt_update`) then evaluate the transform once, take every step's gradient w.r.t. its
+output, and pull the sum back through its VJP once after the scan.
 """
 
 from __future__ import annotations
@@ -40,12 +46,14 @@ StepFn = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, PyTree]]
 LossFn = Callable[[PyTree, PyTree], Array]
 
 __all__ = [
+    "Hoist",
     "OnlineResult",
     "OnlineUpdateResult",
     "bptt_grad",
     "check_k",
     "check_time_major",
     "forward",
+    "hoisted",
     "ottt_grad",
     "ottt_update",
     "sample_time_steps",
@@ -87,6 +95,45 @@ class OnlineUpdateResult(NamedTuple):
     opt_state: PyTree
     outputs: PyTree
     state: PyTree
+
+
+class Hoist(NamedTuple):
+    """A step's loop-invariant parameter transform: ``step(p, st, x) == inner(prepare(p), st, x)``.
+
+    Set it as ``step.hoist``. With the parameters fixed over a sequence, ``prepare`` is the same
+    at every step; a rule that hoists it computes ``q = prepare(params)`` once, runs ``inner``
+    with ``q``, sums the per-step gradients ``Σ_t ∂L[t]/∂q`` and returns
+    ``vjp_prepare(Σ_t ∂L[t]/∂q) = Σ_t ∂L[t]/∂params`` (the VJP is linear; only the float
+    summation order differs). The time loop then keeps neither ``prepare``'s residuals nor a
+    gradient accumulator the size of ``params`` besides the one of ``q``.
+
+    Attributes:
+      prepare: ``prepare(params) -> q``, differentiable.
+      inner: ``inner(q, state, x_t) -> (out_t, state)``.
+    """
+
+    prepare: Callable[[PyTree], PyTree]
+    inner: StepFn
+
+
+def hoisted(step: StepFn, params: PyTree) -> tuple[StepFn, PyTree, Callable[[PyTree], PyTree]]:
+    """Return ``(inner_step, q, pullback)``: the step over hoisted parameters.
+
+    Args:
+      step: a step function, with or without a ``hoist`` attribute (a :class:`Hoist`).
+      params: its parameters.
+
+    Returns:
+      ``inner_step(q, state, x_t)``, the parameters ``q`` it runs with, and ``pullback(g_q) ->
+      g_params``. Without a ``hoist``: ``(step, params, identity)``.
+    """
+    hoist = getattr(step, "hoist", None)
+    if hoist is None:
+        return step, params, lambda g: g
+    if not isinstance(hoist, Hoist):
+        raise ValueError(f"step.hoist must be an ottt_jax.online.Hoist, got {type(hoist).__name__}")
+    q, vjp = jax.vjp(hoist.prepare, params)
+    return hoist.inner, q, lambda g: vjp(g)[0]
 
 
 def check_time_major(inputs: PyTree, num_steps: int | None, targets: PyTree = None) -> int:
@@ -188,6 +235,9 @@ def forward(
     """
     t = check_time_major(inputs, num_steps)
     xs, get = _scan_inputs(inputs, num_steps)
+    hoist = getattr(step, "hoist", None)
+    if isinstance(hoist, Hoist):
+        step, params = hoist.inner, hoist.prepare(params)
 
     def body(st, x_t):
         out, st = step(params, st, get(x_t))
@@ -220,21 +270,23 @@ def ottt_grad(
 
     Returns:
       :class:`OnlineResult` with ``grads = Σ_t ∇_params L[t]`` (float32 accumulation): Eq. (5),
-      ``∇W = Σ_t g_u[t] â[t]ᵀ``. Memory does not grow with T.
+      ``∇W = Σ_t g_u[t] â[t]ᵀ``. Memory does not grow with T. A ``step.hoist`` is evaluated once
+      and its VJP applied to the sum (:class:`Hoist`).
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = _scan_inputs(inputs, num_steps)
-    vg = jax.value_and_grad(step_loss(step, loss_fn, targets), has_aux=True)
+    inner, q, pullback = hoisted(step, params)
+    vg = jax.value_and_grad(step_loss(inner, loss_fn, targets), has_aux=True)
 
     def body(carry, x_t):
         st, loss_sum, g_sum = carry
-        (loss, (out, st)), g = vg(params, st, get(x_t))
+        (loss, (out, st)), g = vg(q, st, get(x_t))
         g_sum = _acc_add(g_sum, g)
         return (st, loss_sum + loss.astype(jnp.float32), g_sum), out
 
-    g0 = _acc_zeros(params)
+    g0 = _acc_zeros(q)
     (state, loss, grads), outs = lax.scan(body, (state, jnp.float32(0), g0), xs, length=t)
-    grads = _acc_cast(grads, params)
+    grads = _acc_cast(pullback(grads), params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)
 
 
@@ -303,7 +355,8 @@ def bptt_grad(
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = _scan_inputs(inputs, num_steps)
-    f = step_loss(step, loss_fn, targets)
+    inner, q, pullback = hoisted(step, params)
+    f = step_loss(inner, loss_fn, targets)
 
     def total_loss(p):
         def body(carry, x_t):
@@ -314,8 +367,8 @@ def bptt_grad(
         (st, loss), outs = lax.scan(body, (state, jnp.float32(0)), xs, length=t)
         return loss, (outs, st)
 
-    (loss, (outs, st)), grads = jax.value_and_grad(total_loss, has_aux=True)(params)
-    return OnlineResult(loss=loss, grads=grads, outputs=outs, state=st)
+    (loss, (outs, st)), grads = jax.value_and_grad(total_loss, has_aux=True)(q)
+    return OnlineResult(loss=loss, grads=pullback(grads), outputs=outs, state=st)
 
 
 def three_factor_grad(pre_trace: Array, post_surrogate_grad: Array, modulator: Array) -> Array:
@@ -444,16 +497,17 @@ def sltt_k_grad(
         raise ValueError("SLTT-K (sltt_k) needs a PRNG key (key=...) to draw its time steps")
     sampled = sample_time_steps(key, t, k)
     xs, get = _scan_inputs(inputs, num_steps)
-    f = step_loss(step, loss_fn, targets)
+    inner, q, pullback = hoisted(step, params)
+    f = step_loss(inner, loss_fn, targets)
     vg = jax.value_and_grad(f, has_aux=True)
 
     def learn(x, st, g_sum):
-        (loss, (out, st)), g = vg(params, st, x)
+        (loss, (out, st)), g = vg(q, st, x)
         g_sum = _acc_add(g_sum, g)
         return loss.astype(jnp.float32), out, st, g_sum
 
     def skip(x, st, g_sum):
-        loss, (out, st) = f(params, st, x)
+        loss, (out, st) = f(q, st, x)
         return loss.astype(jnp.float32), out, st, g_sum
 
     def body(carry, xm):
@@ -462,8 +516,8 @@ def sltt_k_grad(
         loss, out, st, g_sum = lax.cond(take, learn, skip, get(x_t), st, g_sum)
         return (st, loss_sum + loss, g_sum), out
 
-    g0 = _acc_zeros(params)
+    g0 = _acc_zeros(q)
     carry = (state, jnp.float32(0), g0)
     (state, loss, grads), outs = lax.scan(body, carry, (xs, sampled), length=t)
-    grads = _acc_cast(grads, params)
+    grads = _acc_cast(pullback(grads), params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)

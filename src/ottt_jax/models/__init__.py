@@ -22,6 +22,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from ottt_jax.layers import split_standardized
 from ottt_jax.models.common import ModelState, SpikingModel
 from ottt_jax.models.nfresnet import NFResNet, NFResNetState, nfresnet18, nfresnet34, nfresnet50
 from ottt_jax.models.registry import build_model, get_model_entry, model_names, register_model
@@ -34,6 +35,7 @@ from ottt_jax.models.vgg import (
     vgg11,
     vgg11f,
 )
+from ottt_jax.online import Hoist
 
 __all__ = [
     "VGG11_CFG",
@@ -70,7 +72,11 @@ def make_step(model: nn.Module, return_stats: bool = False) -> Callable[[Any, An
       ``step(params, state, x_t) -> (out_t, new_state)`` that runs
       ``model.apply({'params': params}, state, x_t, return_stats=return_stats)``. Its ``mode``
       attribute is the model's (None when the model has none); :meth:`ottt_jax.rules.Rule.apply`
-      refuses a step whose mode is not the rule's.
+      refuses a step whose mode is not the rule's. A model whose class sets
+      ``hoists_standardization = True`` (the package's models: every sWS kernel is one of
+      :mod:`ottt_jax.layers`) also gets ``step.hoist``, a :class:`~ottt_jax.online.Hoist` of
+      :func:`~ottt_jax.layers.split_standardized`: the grad rules standardize the kernels once
+      per sequence and apply the sWS backward once, after the time loop.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a flax.linen Module, got {type(model).__name__}")
@@ -78,5 +84,10 @@ def make_step(model: nn.Module, return_stats: bool = False) -> Callable[[Any, An
     def step(params: Any, state: Any, x_t: Any):
         return model.apply({"params": params}, state, x_t, return_stats=return_stats)
 
+    def inner(variables: Any, state: Any, x_t: Any):
+        return model.apply(variables, state, x_t, return_stats=return_stats)
+
     step.mode = getattr(model, "mode", None)
+    if getattr(model, "hoists_standardization", False):
+        step.hoist = Hoist(prepare=split_standardized, inner=inner)
     return step

@@ -232,6 +232,9 @@ class NFResNet(nn.Module):
         models; smaller values give toy networks).
     """
 
+    #: Every sWS kernel is a layer of ottt_jax.layers: make_step hoists the sWS (online.Hoist).
+    hoists_standardization = True
+
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
     block: str = "basic"
     num_classes: int = 1000

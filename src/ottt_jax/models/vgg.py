@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ottt_jax.layers import SPIKE_SCALE, Conv, Linear, avg_pool
+from ottt_jax.layers import SPIKE_SCALE, STANDARDIZED, Conv, Linear, avg_pool
 from ottt_jax.mode import OTTT, Mode
 from ottt_jax.models.common import (
     check_input_shape,
@@ -152,6 +152,9 @@ class SpikingVGG(nn.Module):
       fc_dropout: rate of a dropout on the pooled features before the classifier, mask fixed per
         sequence likewise. Not in the authors' VGG (they use 0).
     """
+
+    #: Every sWS kernel is a layer of ottt_jax.layers: make_step hoists the sWS (online.Hoist).
+    hoists_standardization = True
 
     cfg: tuple = VGG11_CFG
     num_classes: int = 10
@@ -398,9 +401,13 @@ class SpikingVGG(nn.Module):
                 f"{tuple(v0.shape[:3])} ([B, H, W]); call init_state with the input's shape"
             )
         first = self.conv_specs()[0][0]
-        if not self.is_initializing() and self.has_variable("params", first):
-            c_in = self.variables["params"][first]["kernel"].shape[2]
-            if x.shape[-1] != c_in:
+        if not self.is_initializing():
+            c_in = None
+            for col in ("params", STANDARDIZED):  # the raw kernel, or a hoisted sWS one
+                layer = self.variables.get(col, {}).get(first, {})
+                if "kernel" in layer:
+                    c_in = layer["kernel"].shape[2]
+            if c_in is not None and x.shape[-1] != c_in:
                 raise ValueError(
                     f"x has {x.shape[-1]} channels but the first conv expects {c_in} "
                     f"(x: [B, H, W, C] NHWC)"

@@ -11,6 +11,7 @@ from ottt_jax.errors import UserError
 from ottt_jax.training import distributed
 from ottt_jax.training.build import resolved_config_json
 from ottt_jax.training.loop import TrainingDivergedError, evaluate_checkpoint, train
+from ottt_jax.xla_flags import set_default_cpu_flags
 
 __all__ = ["cli_eval", "cli_train", "list_keys"]
 
@@ -71,6 +72,7 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
       after the same step and saved it, rerun the same command to resume; 130 for a second
       signal (aborted without saving).
     """
+    set_default_cpu_flags()  # before JAX creates its CPU client (ottt_jax.xla_flags)
     import argparse
 
     p = argparse.ArgumentParser(
@@ -170,6 +172,7 @@ def cli_eval(argv: Sequence[str] | None = None) -> int:
     Returns:
       The exit status: 0, or 2 for a missing checkpoint / bad value.
     """
+    set_default_cpu_flags()  # before JAX creates its CPU client (ottt_jax.xla_flags)
     import argparse
 
     p = argparse.ArgumentParser(
