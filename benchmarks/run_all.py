@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         + ("; **quick mode** (fewer seeds/epochs/T values)" if args.quick else ""),
         f"- **Hardware:** {hardware()}; no GPU was available to this run",
         f"- **Software:** {versions()}",
+        f"- **XLA_FLAGS:** `{os.environ.get('XLA_FLAGS', '') or '(none)'}` (the benchmarks' "
+        "XLA:CPU default from `ottt_jax.xla_flags`; section 2's last row runs without it)",
         f"- **Wall time:** {total / 60:.1f} min for the sections below",
         "",
         "## Paper claims at a glance",
