@@ -183,7 +183,8 @@ def run(quick: bool = False) -> Section:
             "",
             f"Anchor: the authors' PyTorch code takes about {PYTORCH_S_PER_ITER} s per iteration "
             f"(≈ {pt_step:.2f} s per time step) at batch 32 on this 2-core CPU (reference file; "
-            "PyTorch is not installed here, so it is quoted, not re-measured).",
+            "quoted, not re-measured here). Section 8 times SpikingJelly 2.0's OTTT against "
+            "ottt_jax in alternated processes of one run (`python -m benchmarks.peers`).",
             "",
             "**One pass against two passes, and the XLA:CPU convolution trap.** The authors "
             "compute each synaptic layer twice (on the spikes for the value, on the trace for "
