@@ -101,8 +101,7 @@ def run_in_subprocess(code: str, xla_flags: str, *, xla_defaults: bool = False) 
     env = dict(os.environ)
     flags = env.get("XLA_FLAGS", "").split()
     if xla_defaults:
-        ours = {f"--{name}={value}" for name, value in DEFAULT_CPU_FLAGS}
-        flags = [f for f in flags if f not in ours]
+        flags = [f for f in flags if f not in DEFAULT_CPU_FLAGS]
         env[OPT_OUT_ENV] = "0"
     env["XLA_FLAGS"] = " ".join([*flags, *xla_flags.split()])
     out = subprocess.check_output([sys.executable, "-c", code], env=env, text=True, cwd=REPO)

@@ -43,24 +43,34 @@ def categorize(name: str, shape: str, batch: int) -> str:
     return "other (biases, gains, scalars)"
 
 
+def _read_dump(dump: str, report: str) -> str:
+    """Return the text of the iteration's ``*jit_fn*after_optimizations-<report>.txt`` dump."""
+    found = glob.glob(os.path.join(dump, f"*jit_fn*after_optimizations-{report}.txt"))
+    if len(found) != 1:
+        raise RuntimeError(
+            f"expected one {report} dump in {dump}, found {len(found)}: XLA reads --xla_dump_to "
+            "when JAX starts, so call breakdown() before this process's first JAX computation"
+        )
+    with open(found[0]) as f:
+        return f.read()
+
+
 def breakdown(method: str, num_steps: int, batch: int) -> dict:
     """Compile the iteration with dumps and return ``{'heap', 'live', 'kinds': {kind: MiB}}``."""
-    dump = tempfile.mkdtemp(prefix="ottt_membreak_")
-    os.environ["XLA_FLAGS"] = " ".join(
-        [os.environ.get("XLA_FLAGS", ""), f"--xla_dump_to={dump}", "--xla_dump_hlo_as_text"]
-    ).strip()
     from benchmarks.memory import measure
 
-    heap = measure(method, num_steps, batch)["temp"]
-    (live_file,) = glob.glob(os.path.join(dump, "*jit_fn*after_optimizations-live-range.txt"))
-    (ba_file,) = glob.glob(os.path.join(dump, "*jit_fn*after_optimizations-buffer-assignment.txt"))
+    with tempfile.TemporaryDirectory(prefix="ottt_membreak_") as dump:
+        os.environ["XLA_FLAGS"] = " ".join(
+            [os.environ.get("XLA_FLAGS", ""), f"--xla_dump_to={dump}", "--xla_dump_hlo_as_text"]
+        ).strip()
+        heap = measure(method, num_steps, batch)["temp"]
+        assignment = _read_dump(dump, "buffer-assignment")
+        live = _read_dump(dump, "live-range")
+    value = r"value: <\d+ (\S+)(?: \(phi\))? @\d+> \(size=\d+,offset=\d+\): (\S+)"
     shapes = {}
-    for m in re.finditer(
-        r"value: <\d+ (\S+)(?: \(phi\))? @\d+> \(size=\d+,offset=\d+\): (\S+)", open(ba_file).read()
-    ):
+    for m in re.finditer(value, assignment):
         shapes.setdefault(m.group(1), m.group(2))
-    text = open(live_file).read()
-    block = text.split("(peak):", 1)[1]
+    block = live.split("(peak):", 1)[1]
     kinds: dict[str, float] = {}
     total = 0.0
     for m in re.finditer(r"^\s+(\S+): (\d+) bytes", block, re.M):

@@ -17,12 +17,6 @@ from benchmarks.common import Section, Timer, md_table, run_in_subprocess
 from benchmarks.train_iteration import label
 from ottt_jax.xla_flags import DEFAULT_CPU_FLAGS, set_default_cpu_flags
 
-
-def default_flags() -> str:
-    """Return the benchmarks' default XLA:CPU flags as one ``XLA_FLAGS`` string."""
-    return " ".join(f"--{name}={value}" for name, value in DEFAULT_CPU_FLAGS)
-
-
 BATCH, T = 32, 6
 #: SLTT and SLTT-K at K = 1, 2, 3 (Meng et al., ICCV 2023), alternated with the rows above.
 SLTT_METHODS = ("sltt", "sltt_k:k=1", "sltt_k:k=2", "sltt_k:k=3")
@@ -165,7 +159,8 @@ def run(quick: bool = False) -> Section:
             "iteration (T steps, gradients, SGD-momentum update), float32. After compiling and "
             f"one warm-up run, the variants are timed in {rounds} alternating rounds; the median "
             "is shown. 'vs OTTT_A' is the ratio of medians from this one run. Every row but the "
-            f"last runs with the benchmarks' XLA:CPU default `XLA_FLAGS={default_flags()}` "
+            "last runs with the benchmarks' XLA:CPU default "
+            f"`XLA_FLAGS={' '.join(DEFAULT_CPU_FLAGS)}` "
             "(`ottt_jax.xla_flags`); the last row is the same OTTT_A iteration with XLA's own "
             "defaults, where the YNNPACK fusions run every convolution.",
             "",

@@ -126,7 +126,15 @@ def test_forward_uses_the_hoist():
     model = _vgg(OTTT)
     params, st, x = _setup(model)
     step = make_step(model)
+    prepared = []
+
+    def prepare(p):  # the real split, recording that forward went through the hoist
+        prepared.append(True)
+        return split_standardized(p)
+
+    step.hoist = online.Hoist(prepare=prepare, inner=step.hoist.inner)
     a, _ = online.forward(step, params, st, x, num_steps=T)
+    assert prepared == [True]  # the hoist ran, once for the sequence
     b, _ = online.forward(_plain(step), params, st, x, num_steps=T)
     np.testing.assert_array_equal(a, b)
 

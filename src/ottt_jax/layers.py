@@ -136,20 +136,17 @@ def split_standardized(params: Mapping[str, Any]) -> dict[str, Any]:
     def walk(tree):
         rest, std = {}, {}
         for name, value in tree.items():
-            if isinstance(value, Mapping):
-                if "kernel" in value and "gain" in value:
-                    std[name] = {"kernel": standardize_weight(value["kernel"], value["gain"])}
-                    sub = {k: v for k, v in value.items() if k not in ("kernel", "gain")}
-                    r, s = walk(sub)
-                    if s:
-                        std[name].update(s)
-                else:
-                    r, s = walk(value)
-                    if s:
-                        std[name] = s
-                rest[name] = r
-            else:
+            if not isinstance(value, Mapping):
                 rest[name] = value
+                continue
+            here = {}
+            if "kernel" in value and "gain" in value:  # an sWS layer
+                here["kernel"] = standardize_weight(value["kernel"], value["gain"])
+                value = {k: v for k, v in value.items() if k not in ("kernel", "gain")}
+            rest[name], below = walk(value)
+            here.update(below)
+            if here:
+                std[name] = here
         return rest, std
 
     rest, std = walk(params)

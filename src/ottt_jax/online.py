@@ -127,13 +127,19 @@ def hoisted(step: StepFn, params: PyTree) -> tuple[StepFn, PyTree, Callable[[PyT
       ``inner_step(q, state, x_t)``, the parameters ``q`` it runs with, and ``pullback(g_q) ->
       g_params``. Without a ``hoist``: ``(step, params, identity)``.
     """
-    hoist = getattr(step, "hoist", None)
+    hoist = _hoist_of(step)
     if hoist is None:
         return step, params, lambda g: g
-    if not isinstance(hoist, Hoist):
-        raise ValueError(f"step.hoist must be an ottt_jax.online.Hoist, got {type(hoist).__name__}")
     q, vjp = jax.vjp(hoist.prepare, params)
     return hoist.inner, q, lambda g: vjp(g)[0]
+
+
+def _hoist_of(step: StepFn) -> Hoist | None:
+    """Return ``step.hoist`` (None when the step has none); anything but a Hoist is an error."""
+    hoist = getattr(step, "hoist", None)
+    if hoist is not None and not isinstance(hoist, Hoist):
+        raise ValueError(f"step.hoist must be an ottt_jax.online.Hoist, got {type(hoist).__name__}")
+    return hoist
 
 
 def check_time_major(inputs: PyTree, num_steps: int | None, targets: PyTree = None) -> int:
@@ -235,8 +241,8 @@ def forward(
     """
     t = check_time_major(inputs, num_steps)
     xs, get = _scan_inputs(inputs, num_steps)
-    hoist = getattr(step, "hoist", None)
-    if isinstance(hoist, Hoist):
+    hoist = _hoist_of(step)
+    if hoist is not None:  # no gradient here: prepare once, without its VJP
         step, params = hoist.inner, hoist.prepare(params)
 
     def body(st, x_t):

@@ -28,13 +28,18 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-__all__ = ["DEFAULT_CPU_FLAGS", "OPT_OUT_ENV", "set_default_cpu_flags"]
+__all__ = ["DEFAULT_CPU_FLAGS", "OPT_OUT_ENV", "flag_name", "set_default_cpu_flags"]
 
-#: ``(name, value)`` of every default flag; ``--name=value`` is what is appended to XLA_FLAGS.
-DEFAULT_CPU_FLAGS: tuple[tuple[str, str], ...] = (("xla_cpu_experimental_ynn_fusion_type", "dot"),)
+#: Every default flag, as it is appended to XLA_FLAGS.
+DEFAULT_CPU_FLAGS: tuple[str, ...] = ("--xla_cpu_experimental_ynn_fusion_type=dot",)
 
 #: Set this environment variable to ``0`` to keep XLA's own defaults.
 OPT_OUT_ENV = "OTTT_JAX_XLA_DEFAULTS"
+
+
+def flag_name(flag: str) -> str:
+    """Return the name of one ``XLA_FLAGS`` token: ``'--name=value'`` -> ``'name'``."""
+    return flag.lstrip("-").split("=", 1)[0]
 
 
 def set_default_cpu_flags(environ: MutableMapping[str, str] | None = None) -> list[str]:
@@ -55,8 +60,8 @@ def set_default_cpu_flags(environ: MutableMapping[str, str] | None = None) -> li
     if env.get(OPT_OUT_ENV, "").strip() in ("0", "false", "no", "off"):
         return []
     current = env.get("XLA_FLAGS", "")
-    given = {tok.lstrip("-").split("=", 1)[0] for tok in current.split()}
-    added = [f"--{name}={value}" for name, value in DEFAULT_CPU_FLAGS if name not in given]
+    given = {flag_name(tok) for tok in current.split()}
+    added = [flag for flag in DEFAULT_CPU_FLAGS if flag_name(flag) not in given]
     if added:
         env["XLA_FLAGS"] = " ".join([current.strip(), *added]).strip()
     return added

@@ -81,11 +81,11 @@ def make_step(model: nn.Module, return_stats: bool = False) -> Callable[[Any, An
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a flax.linen Module, got {type(model).__name__}")
 
-    def step(params: Any, state: Any, x_t: Any):
-        return model.apply({"params": params}, state, x_t, return_stats=return_stats)
-
     def inner(variables: Any, state: Any, x_t: Any):
         return model.apply(variables, state, x_t, return_stats=return_stats)
+
+    def step(params: Any, state: Any, x_t: Any):
+        return inner({"params": params}, state, x_t)
 
     step.mode = getattr(model, "mode", None)
     if getattr(model, "hoists_standardization", False):
