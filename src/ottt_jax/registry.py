@@ -60,7 +60,7 @@ class Registry(Generic[T]):
         del self._entries[name]
 
     def get(self, name: str) -> T:
-        """Return the entry ``name`` (an unknown name is a ValueError listing the registered ones)."""
+        """Return the entry ``name``; an unknown name is a ValueError listing the names."""
         try:
             return self._entries[name]
         except (KeyError, TypeError):
