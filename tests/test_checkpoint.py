@@ -199,6 +199,66 @@ def test_read_only_checkpointer_skips_but_moves_and_creates_nothing(workdir, tmp
     assert not missing.exists()
 
 
+@pytest.mark.parametrize("reader", ["read-only", "process 1"])
+def test_a_damaged_step_met_twice_is_reported_once_and_skipped_once(
+    workdir, caplog, monkeypatch, reader
+):
+    """Catches: a reader that cannot move a damaged step aside forgetting it after read_meta.
+
+    The trainer reads the metadata first, then restores; both meet the damaged step 2. A reader
+    that leaves it in place (read-only, or a process other than 0) must warn once and skip it
+    once, not warn again and re-read it in the restore.
+    """
+    _damage(_target(workdir, "meta/metadata"), "truncate")  # fails the meta read and the restore
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    if reader == "process 1":
+        monkeypatch.setattr(jax, "process_index", lambda *a, **k: 1)
+    ckpt = Checkpointer(workdir, read_only=reader == "read-only")
+    assert ckpt.read_meta()["step"] == 1
+    state, meta = ckpt.restore(_state(0))
+    assert meta["step"] == 1
+    np.testing.assert_array_equal(state["params"]["w"], np.arange(2000.0) + 1)
+    (line,) = _warnings(caplog)
+    assert os.path.join(workdir, "checkpoints", "2") in line and "left in place" in line
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
+    assert not os.path.exists(os.path.join(workdir, "corrupt"))
+    ckpt.close()
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def _steps(directory) -> list[int]:
+    return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def test_only_the_newest_max_to_keep_checkpoints_and_one_best_remain(tmp_path):
+    """Catches: old step checkpoints or old best checkpoints never deleted (a disk filling up).
+
+    Seven saves with ``max_to_keep=2``, four of them marked best, then a reopened checkpointer
+    (a resumed run) saves three more: exactly the newest two steps and one best remain, and
+    nothing else is left in the run directory.
+    """
+    run = tmp_path / "run"
+    small = {"w": jnp.zeros(3)}
+    ckpt = Checkpointer(run, max_to_keep=2)
+    for step in range(1, 8):
+        ckpt.save(step, small, {"step": step}, best=step in (1, 2, 4, 5))
+        assert len(_steps(run / "checkpoints")) == min(step, 2)
+        assert len(_steps(run / "best")) == 1
+    assert _steps(run / "checkpoints") == [6, 7] and _steps(run / "best") == [5]
+    ckpt.close()
+    ckpt = Checkpointer(run, max_to_keep=2)
+    for step in range(8, 11):
+        ckpt.save(step, small, {"step": step}, best=step == 9)
+    assert _steps(run / "checkpoints") == [9, 10] and _steps(run / "best") == [9]
+    assert ckpt.best_step() == 9 and ckpt.latest_step() == 10
+    assert sorted(os.listdir(run)) == ["best", "checkpoints"]
+    assert sorted(os.listdir(run / "checkpoints")) == ["10", "9"]
+    assert os.listdir(run / "best") == ["9"]
+    ckpt.close()
+
+
 # --------------------------------------------------------------------------- writing
 
 
