@@ -1,10 +1,12 @@
 """The workdir: one-line errors for a file, a missing parent or a read-only directory, and a lock
 that refuses a second live run and takes over the stale lock of a killed one."""
 
+import contextlib
 import errno
 import json
 import logging
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -71,19 +73,50 @@ def test_evaluation_needs_an_existing_directory_and_creates_nothing(tmp_path):
     assert not path.exists()
 
 
-def test_read_only_workdir_by_permissions(tmp_path):
-    path = tmp_path / "ro"
-    path.mkdir()
-    path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+@contextlib.contextmanager
+def _as_unprivileged_user():
+    """Check permissions as an ordinary user: root drops its effective uid to nobody's.
+
+    Root writes into any directory, so as root (CI) the permission checks of the block run with
+    the effective uid and gid of ``nobody`` (65534), restored afterwards; any other user already
+    meets them.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
     try:
-        if os.access(path, os.W_OK):
-            pytest.skip("running as a user (root) who can write a read-only directory")
-        with pytest.raises(WorkdirError) as e:
-            check_workdir(path)
-        assert f"workdir {path} is read-only" in _one_line(e) and "--workdir" in str(e.value)
-        assert check_workdir(path, create=False) == str(path)  # evaluation only reads
+        yield
     finally:
-        path.chmod(stat.S_IRWXU)
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_read_only_workdir_by_permissions():
+    """Catches: a read-only workdir accepted (the run would fail at its first checkpoint).
+
+    Runs as root too: root checks it as ``nobody``; a writable sibling is the control.
+    """
+    base = tempfile.mkdtemp()  # in /tmp, not under root's private tmp_path, so nobody reaches it
+    path, open_ = os.path.join(base, "ro"), os.path.join(base, "rw")
+    try:
+        os.chmod(base, 0o755)
+        os.mkdir(path)
+        os.mkdir(open_)
+        os.chmod(path, 0o555)  # r-x for everyone: nobody may list it but not write in it
+        os.chmod(open_, 0o777)
+        with _as_unprivileged_user():
+            assert not os.access(path, os.W_OK, effective_ids=True)  # the premise, also for root
+            with pytest.raises(WorkdirError) as e:
+                check_workdir(path)
+            assert check_workdir(path, create=False) == path  # evaluation only reads
+            assert check_workdir(open_) == open_  # the control: the same user can write here
+        assert f"workdir {path} is read-only" in _one_line(e) and "--workdir" in str(e.value)
+        assert os.listdir(path) == [] and os.listdir(open_) == []
+    finally:
+        os.chmod(path, stat.S_IRWXU)
+        shutil.rmtree(base)
 
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
@@ -189,6 +222,45 @@ def test_a_stale_lock_is_taken_over_with_a_one_line_warning(
     if stale_pid is not None:
         assert f"pid {stale_pid}" in line
     assert sorted(os.listdir(tmp_path)) == []  # nothing left aside
+
+
+def test_a_fresh_lock_that_replaces_a_stale_one_mid_takeover_wins(
+    tmp_path, monkeypatch, dead_pid, live_pid
+):
+    """Catches: a take-over that removes whatever lock is there now, not the stale one it read.
+
+    Run B reads a stale lock; before B moves it, run A takes the stale lock over and writes its
+    own (the race is injected at B's first change of the lock file: rename, replace or remove).
+    B must be refused naming A, and A's lock and the workdir's files must be left as they were.
+    """
+    _write_lock(tmp_path, pid=dead_pid)
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    fresh = json.dumps({"host": socket.gethostname(), "pid": live_pid, "started": "now"})
+    lock_path = str(tmp_path / LOCK_NAME)
+    raced = []
+
+    def racing(name):
+        real = getattr(os, name)
+
+        def call(src, *args, **kwargs):
+            if not raced and os.fspath(src) == lock_path:
+                raced.append(name)  # run A wins the race: its fresh lock replaces the stale one
+                with open(lock_path, "w") as f:
+                    f.write(fresh)
+            return real(src, *args, **kwargs)
+
+        return call
+
+    for name in ("rename", "replace", "remove", "unlink"):
+        monkeypatch.setattr(os, name, racing(name))
+    with pytest.raises(WorkdirLockedError) as e:
+        WorkdirLock(tmp_path, enabled=True).acquire()
+    monkeypatch.undo()
+    assert raced, "the take-over never touched the stale lock: the race was not injected"
+    assert f"pid {live_pid}" in _one_line(e)
+    assert (tmp_path / LOCK_NAME).read_text() == fresh
+    assert sorted(os.listdir(tmp_path)) == sorted([LOCK_NAME, "metrics.jsonl"])
+    assert (tmp_path / "metrics.jsonl").read_text() == "{}\n"
 
 
 def test_a_live_pid_with_its_own_start_time_is_not_stale(tmp_path, live_pid):
