@@ -33,7 +33,7 @@ def _loader(records, hosts, index):
     )
 
 
-@pytest.mark.parametrize("hosts", [4])
+@pytest.mark.parametrize("hosts", [2])
 def test_augmented_global_batches_and_state_do_not_depend_on_the_host_count(hosts):
     """Catches: augmentation keyed by the host's own row, or a per-host iterator state."""
     records = _records()

@@ -20,7 +20,7 @@ from ottt_jax.losses import instantaneous_loss
 from ottt_jax.mode import BPTT
 from ottt_jax.models import SpikingVGGF, make_step
 
-B, T, K = 3, 3, 3  # T = 3: the feedback written at t = 1 is read at t = 2 (none at t = 0)
+B, T, K = 2, 2, 3  # T = 2: the feedback written at t = 0 is read at t = 1 (none at t = 0)
 LOSS = functools.partial(instantaneous_loss, beta=0.1, num_steps=T)
 
 
@@ -33,7 +33,7 @@ def _grads(step, params, st, x, y):
 def test_bptt_does_not_differentiate_through_the_carried_feedback():
     """Catches: the ``stop_gradient`` on VGG-F's new feedback removed (or lost in a rewrite)."""
     # 4×4 input, two pools: the last block is 1×1, so the feedback equals the classifier input.
-    model = SpikingVGGF(cfg=(4, "M", 6, "M"), num_classes=K, mode=BPTT)
+    model = SpikingVGGF(cfg=(2, "M", 3, "M"), num_classes=K, mode=BPTT)
     x = jax.random.uniform(jax.random.PRNGKey(0), (B, 4, 4, 1)) * 3.0
     y = jnp.arange(B) % K
     st = model.init_state(B, (4, 4, 1))
