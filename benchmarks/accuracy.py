@@ -261,7 +261,7 @@ def run(quick: bool) -> Section:
     max_sec = max(r["seconds"] for r in all_runs)
     setup = (
         "Setup: `config.get_config('digits', ['method=<m>', 'seed=<s>'])`, i.e. the "
-        f"`{list(cfg.model.vgg_cfg)}` spiking conv net (sWS, LIF λ = {cfg.model.decay}, sigmoid "
+        f"`{list(cfg.model.options.vgg_cfg)}` spiking conv net (sWS, LIF λ = {cfg.model.decay}, sigmoid "
         f"surrogate), T = {cfg.num_steps}, batch {cfg.data.batch_size}, SGD lr {cfg.optim.lr} "
         f"momentum {cfg.optim.momentum}, cosine schedule, β = {cfg.loss_beta}; scikit-learn digits "
         "(1437 train / 360 test, pixels/16). Only `method` differs between rows; OTTT_O's cosine "

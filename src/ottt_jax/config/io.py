@@ -1,10 +1,11 @@
 """Serialization, comparison and summaries of a :class:`~ottt_jax.config.Config`.
 
 ``to_dict`` / ``from_dict`` round-trip exactly (also through JSON). The saved format is the
-nested dict of sections and fields; ``model`` holds the common fields and then the options of its
-architecture, flat as before (``model.vgg_cfg``, ...). Configs saved by version 0.1, whose
-``model`` held every architecture's fields, still load: a field the architecture does not have is
-dropped when it holds that option's default.
+nested dict of sections and fields; ``model`` holds the common fields and then its options, flat
+(``model.vgg_cfg``, ...), and ``rule`` the rule's options. Configs saved by version 0.1, whose
+``model`` held every architecture's fields and whose ``rule`` held ``k`` for every method, still
+load: an option the entry does not have is dropped when it holds that option's default.
+``from_dict`` first imports the config's ``imports`` (plugins), so what they register is known.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from ottt_jax import rules
 from ottt_jax.config.schema import (
     MODEL_COMMON,
     SECTIONS,
-    TOP_KEYS,
+    SELECTORS,
     Config,
-    ModelConfig,
     all_keys,
     field_names,
-    model_entry,
-    option_archs,
+    get_key,
+    import_plugins,
     option_error,
+    option_fields,
+    option_types,
+    options_type,
     section_keys,
     surrogate_kwargs,
 )
@@ -38,6 +41,10 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _flat(cfg: Config) -> dict[str, Any]:
+    return {key: get_key(cfg, key) for key in all_keys(cfg)}
+
+
 def to_dict(cfg: Config) -> dict[str, Any]:
     """Return ``cfg`` as a nested, JSON-serializable dict (tuples become lists).
 
@@ -45,61 +52,54 @@ def to_dict(cfg: Config) -> dict[str, Any]:
       cfg: the configuration.
 
     Returns:
-      ``{'name': ..., ..., 'model': {...}, 'data': {...}, 'optim': {...}}`` in field order;
-      :func:`from_dict` inverts it exactly, also after a JSON round trip.
+      ``{'name': ..., ..., 'model': {...}, 'data': {...}, 'optim': {...}, 'rule': {...}, ...}``
+      in field order; :func:`from_dict` inverts it exactly, also after a JSON round trip.
     """
     if not isinstance(cfg, Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
     out: dict[str, Any] = {}
     for fld in dataclasses.fields(Config):
-        value = getattr(cfg, fld.name)
-        if fld.name in SECTIONS:
-            out[fld.name] = {
-                name: _jsonable(getattr(value, name)) for name in section_keys(fld.name, cfg)
-            }
+        if fld.name in (*SECTIONS, *SELECTORS):
+            keys = section_keys(fld.name, cfg)
+            out[fld.name] = {k: _jsonable(get_key(cfg, f"{fld.name}.{k}")) for k in keys}
         else:
-            out[fld.name] = _jsonable(value)
+            out[fld.name] = _jsonable(getattr(cfg, fld.name))
     return out
 
 
-def _option_default(name: str, value: Any) -> bool:
-    """Return whether ``value`` is the default of the option ``name`` in an arch that has it."""
-    value = tuple(value) if isinstance(value, list) else value
-    for arch in option_archs(name):
-        options = model_entry(arch).options
-        fld = {f.name: f for f in dataclasses.fields(options)}[name]
-        if fld.default is not dataclasses.MISSING and fld.default == value:
-            return True
-    return False
-
-
-def _check_section_keys(section: str, value: Mapping[str, Any], valid: list[str]) -> None:
-    bad = [k for k in value if k not in valid]
+def _check_keys(where: str, keys: Iterable[str], valid: list[str]) -> None:
+    bad = [k for k in keys if k not in valid]
     if bad:
+        prefix = f"{where}." if where else ""
+        listed = ", ".join(repr(prefix + str(b)) for b in bad)
+        scope = f" in {where}" if where else ""
         raise ValueError(
-            f"from_dict: unknown key(s) {', '.join(repr(f'{section}.{b}') for b in bad)}; "
-            f"valid keys in {section}: {', '.join(valid)}"
+            f"from_dict: unknown key(s) {listed}; valid keys{scope}: {', '.join(valid)}"
         )
 
 
-def _model_from_dict(value: Mapping[str, Any]) -> ModelConfig:
-    arch = value.get("arch", ModelConfig().arch)
-    entry = model_entry(arch) if isinstance(arch, str) else None
-    _check_section_keys("model", value, section_keys("model"))
-    kwargs = {}
+def _options_from_dict(section: str, value: Mapping[str, Any], cfg: Config) -> Any:
+    """Return the options of ``section`` from the saved ``value`` (0.1 leftovers dropped)."""
+    if get_key(cfg, SELECTORS[section]) not in option_types(section):
+        return None  # an unknown model.arch / method: validate names it
+    cls, kept = options_type(section, cfg), {}
     for key, item in value.items():
-        if key in MODEL_COMMON or entry is None or key in field_names(entry.options):
-            kwargs[key] = item
-        elif not _option_default(key, item):  # a 0.1 config's unused field is dropped
-            raise ValueError(f"from_dict: {option_error(arch, key)}; got {item!r}")
-    return ModelConfig(**kwargs)
+        if section == "model" and key in MODEL_COMMON:
+            continue
+        if key in field_names(cls):
+            kept[key] = item
+            continue
+        default = tuple(item) if isinstance(item, list) else item
+        if not any(f.default == default for f in option_fields(section, key).values()):
+            raise ValueError(f"from_dict: {option_error(section, cfg, key)}; got {item!r}")
+    return None if cls is None else cls(**kept)
 
 
 def from_dict(d: Mapping[str, Any]) -> Config:
     """Build and validate a :class:`Config` from :func:`to_dict`'s output.
 
-    Missing keys take their defaults (so configs saved by an older version still load, except
-    ``name``, which is required); unknown keys are an error.
+    Missing keys take their defaults (configs saved by an older version still load, except
+    ``name``, which is required); unknown keys are an error. The ``imports`` are imported first.
 
     Args:
       d: a nested mapping as written by :func:`to_dict` (possibly via JSON).
@@ -114,38 +114,21 @@ def from_dict(d: Mapping[str, Any]) -> Config:
         raise ValueError(f"from_dict expects a mapping, got {type(d).__name__}")
     if "name" not in d:
         raise ValueError("from_dict: missing required key 'name'")
-    valid_top = field_names(Config)
-    unknown = [k for k in d if k not in valid_top]
-    if unknown:
-        raise ValueError(
-            f"from_dict: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
-            f"{', '.join(valid_top)}"
-        )
-    kwargs: dict[str, Any] = {}
-    for key, value in d.items():
-        if key in SECTIONS:
-            cls = SECTIONS[key]
-            if not isinstance(value, Mapping):
-                raise ValueError(f"from_dict: {key} must be a mapping; got {type(value).__name__}")
-            if key == "model":
-                kwargs[key] = _model_from_dict(value)
-                continue
-            _check_section_keys(key, value, field_names(cls))
-            kwargs[key] = cls(**value)
-        else:
-            kwargs[key] = value
-    return validate(Config(**kwargs))
-
-
-def _flat(cfg: Config) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in TOP_KEYS:
-        out[key] = getattr(cfg, key)
-    for section in SECTIONS:
-        sub = getattr(cfg, section)
-        for name in section_keys(section, cfg):
-            out[f"{section}.{name}"] = getattr(sub, name)
-    return out
+    _check_keys("", d, [f.name for f in dataclasses.fields(Config)])
+    for key in (*SECTIONS, *SELECTORS):
+        if key in d and not isinstance(d[key], Mapping):
+            raise ValueError(f"from_dict: {key} must be a mapping; got {type(d[key]).__name__}")
+        _check_keys(key, d.get(key, {}), section_keys(key))
+    imports = import_plugins(d.get("imports", ()))
+    top = {k: v for k, v in d.items() if k not in (*SECTIONS, "rule", "imports")}
+    model = {k: v for k, v in d.get("model", {}).items() if k in MODEL_COMMON}
+    sections = {s: SECTIONS[s](**d.get(s, {})) for s in ("data", "optim")}
+    cfg = Config(**top, **sections, model=SECTIONS["model"](**model), imports=imports)
+    options = _options_from_dict("model", d.get("model", {}), cfg)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
+    return validate(
+        dataclasses.replace(cfg, rule=_options_from_dict("rule", d.get("rule", {}), cfg))
+    )
 
 
 class _Absent:
@@ -173,21 +156,19 @@ def diff(cfg_a: Config, cfg_b: Config, ignore: Iterable[str] = ()) -> list[str]:
 
     Returns:
       One ``'key: a != b'`` line per differing key, values as Python reprs, in field order;
-      empty when the two agree. A model option only one architecture has shows as
+      empty when the two agree. An option only one side's entry has shows as
       ``(not an option)`` on the other side.
     """
     for c in (cfg_a, cfg_b):
         if not isinstance(c, Config):
             raise ValueError(f"diff expects two Configs, got {type(c).__name__}")
     skip = set(ignore)
-    valid = set(all_keys()) | set(SECTIONS)
-    unknown = sorted(skip - valid)
+    unknown = sorted(skip - set(all_keys()) - {*SECTIONS, *SELECTORS})
     if unknown:
         raise ValueError(f"diff: unknown key(s) in ignore: {', '.join(map(repr, unknown))}")
     a, b = _flat(cfg_a), _flat(cfg_b)
-    keys = [*a, *(k for k in b if k not in a)]
     out = []
-    for key in keys:
+    for key in [*a, *(k for k in b if k not in a)]:
         va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
         if va != vb and key not in skip and key.partition(".")[0] not in skip:
             out.append(f"{key}: {va!r} != {vb!r}")
@@ -197,20 +178,24 @@ def diff(cfg_a: Config, cfg_b: Config, ignore: Iterable[str] = ()) -> list[str]:
 def field_docs() -> dict[str, str]:
     """Return the documentation of every key, ``{'optim.lr': 'peak learning rate ...', ...}``.
 
-    Model options come from the model registry, each prefixed by the architectures that have it,
-    e.g. ``'model.stochastic_depth': '(nfresnet18, nfresnet34, nfresnet50) drop probability...'``.
+    The names a key accepts are listed from its registry at call time. Options come from the
+    registries' options dataclasses, each prefixed by the entries that have it, e.g.
+    ``'model.stochastic_depth': '(nfresnet18, nfresnet34, nfresnet50) drop probability...'``.
     """
-    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(Config) if f.name in TOP_KEYS}
-    for section, cls in SECTIONS.items():
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+    docs = {}
+    for cls, prefix in ((Config, ""), *((c, f"{s}.") for s, c in SECTIONS.items())):
+        for fld in dataclasses.fields(cls):
+            if fld.name not in (*SECTIONS, "rule", "options"):
+                names = fld.metadata["choices"]() if "choices" in fld.metadata else ()
+                listed = f" One of: {', '.join(map(repr, names))}." if names else ""
+                docs[prefix + fld.name] = fld.metadata["doc"] + listed
+    for section in SELECTORS:
         for name in section_keys(section):
-            if name in fields:
-                docs[f"{section}.{name}"] = fields[name].metadata["doc"]
-                continue
-            archs = option_archs(name)
-            fld = {f.name: f for f in dataclasses.fields(model_entry(archs[0]).options)}[name]
-            docs[f"{section}.{name}"] = f"({', '.join(archs)}) {fld.metadata['doc']}"
-    return docs
+            if section != "model" or name not in MODEL_COMMON:
+                owners = option_fields(section, name)
+                doc = next(iter(owners.values())).metadata.get("doc", "(no doc)")
+                docs[f"{section}.{name}"] = f"({', '.join(owners)}) {doc}"
+    return {k: docs[k] for k in all_keys() if k in docs}
 
 
 def _fmt(value: Any) -> str:
@@ -225,6 +210,38 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _describe_parts(cfg: Config) -> dict[str, str]:
+    """Return the derived pieces of :func:`describe`: method, arch, options, surrogate, data."""
+    m, d = cfg.model, cfg.data
+    opts = {k: get_key(cfg, f"model.{k}") for k in section_keys("model", cfg)[len(MODEL_COMMON) :]}
+    arch = m.arch + (f" {_fmt(opts.pop('vgg_cfg'))}" if "vgg_cfg" in opts else "")
+    known = cfg.method in rules.rule_names()
+    method = rules.get_rule(cfg.method).summary if known else "unknown method"
+    read = [f"rule.{k}={get_key(cfg, 'rule.' + k)}" for k in section_keys("rule", cfg)]
+    method += f" ({', '.join(read)})" if read else ""
+    try:
+        surr = ", ".join(f"{k}={v:g}" for k, v in surrogate_kwargs(m).items())
+    except (ValueError, TypeError):
+        surr = f"param={_fmt(m.surrogate_param)}"
+    spec = catalog.get_dataset(d.dataset) if d.dataset in catalog.dataset_names() else None
+    shape = "unknown dataset"
+    if spec is not None:
+        h, w, c = spec.frame_shape
+        shape = f"{h}×{w}×{c}, {spec.num_train} train / {spec.num_test} test"
+    try:
+        frames = f", {cfg.effective_num_frames} frames" if cfg.effective_num_frames else ""
+    except ValueError:
+        frames = f", {_fmt(d.num_frames)} frames (invalid)"
+    options = " ".join(f"{k}={_fmt(v)}" for k, v in opts.items()) or "none"
+    return {
+        "method": method,
+        "arch": arch,
+        "options": options,
+        "surr": surr,
+        "data": shape + frames,
+    }
+
+
 def describe(cfg: Config) -> str:
     """Return a readable multi-line summary of ``cfg``, one line per topic.
 
@@ -232,34 +249,10 @@ def describe(cfg: Config) -> str:
       cfg: the configuration (need not be valid).
 
     Returns:
-      Lines for the method and time steps, model, neuron, regularization, data, optimizer and
-      run control, without a trailing newline.
+      Lines for the method and time steps, model, neuron, options, data, optimizer and run
+      control, without a trailing newline.
     """
-    m, d, o = cfg.model, cfg.data, cfg.optim
-    spec = catalog.get_dataset(d.dataset) if d.dataset in catalog.dataset_names() else None
-    options = m.option_names()
-    arch = m.arch + (f" {_fmt(m.vgg_cfg)}" if "vgg_cfg" in options else "")
-    opts = " ".join(f"{k}={_fmt(getattr(m, k))}" for k in options if k != "vgg_cfg")
-    method = cfg.method in rules.rule_names()
-    summary = rules.get_rule(cfg.method).summary if method else "unknown method"
-    rule_options = rules.get_rule(cfg.method).options if method else None
-    if rule_options is not None:  # the rule.* keys this method reads, with their values
-        names = [f.name for f in dataclasses.fields(rule_options)]
-        read = [f"rule.{n}={getattr(cfg.rule, n)}" for n in names]
-        summary += f" ({', '.join(read)})"
-    try:
-        surr = ", ".join(f"{k}={v:g}" for k, v in surrogate_kwargs(m).items())
-    except (ValueError, TypeError):
-        surr = f"param={_fmt(m.surrogate_param)}"
-    if spec is not None:
-        h, w, c = spec.frame_shape
-        shape = f"{h}×{w}×{c}, {spec.num_train} train / {spec.num_test} test"
-    else:
-        shape = "unknown dataset"
-    try:
-        frames = f", {cfg.effective_num_frames} frames" if cfg.effective_num_frames else ""
-    except ValueError:
-        frames = f", {_fmt(d.num_frames)} frames (invalid)"
+    m, d, o, p = cfg.model, cfg.data, cfg.optim, _describe_parts(cfg)
     if o.name == "sgd":
         opt = f"sgd lr={o.lr:g} momentum={o.momentum:g}" + (" nesterov" if o.nesterov else "")
     else:
@@ -267,13 +260,13 @@ def describe(cfg: Config) -> str:
     sched = o.schedule + (f" to {o.min_lr:g}" if o.schedule == "cosine" else "")
     lines = [
         f"config {cfg.name!r}",
-        f"  method  {cfg.method}: {summary}",
+        f"  method  {cfg.method}: {p['method']}",
         f"  time    T={cfg.num_steps} train, T={cfg.effective_eval_num_steps} eval; "
         f"loss β={cfg.loss_beta:g}; compute {cfg.compute_dtype}; seed {cfg.seed}",
-        f"  model   {arch} -> {m.num_classes} classes",
-        f"  neuron  LIF decay={m.decay:g} v_th={m.v_th:g}; surrogate {m.surrogate}({surr})",
-        f"  options {opts or 'none'}",
-        f"  data    {d.dataset} ({shape}{frames}); batch {d.batch_size}, eval batch "
+        f"  model   {p['arch']} -> {m.num_classes} classes",
+        f"  neuron  LIF decay={m.decay:g} v_th={m.v_th:g}; surrogate {m.surrogate}({p['surr']})",
+        f"  options {p['options']}",
+        f"  data    {d.dataset} ({p['data']}); batch {d.batch_size}, eval batch "
         f"{d.eval_batch_size}; augment {_fmt(d.augment)}; workers {d.worker_count}; "
         f"dir {_fmt(d.data_dir)}",
         f"  optim   {opt} wd={o.weight_decay:g}; {sched}, warmup {o.warmup_epochs:g} of "

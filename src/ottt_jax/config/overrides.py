@@ -1,132 +1,120 @@
 """Dotted-key overrides: ``'optim.lr=0.05'`` strings or mappings, parsed by each field's type.
 
-Values are parsed by the type of the target field:
-
-* ``int`` and ``float``: Python literals (``128``, ``0.05``, ``2e-5``);
-* ``bool``: ``true``/``false``/``1``/``0`` (case-insensitive);
-* ``str``: the text as given, surrounding whitespace removed;
-* optional fields: ``none`` or ``null`` gives ``None``;
-* ``model.vgg_cfg``: ``[32,M,64]``, ``(32, M, 64)`` or ``32,M,64`` (ints are conv widths, ``M``
-  is a pool).
+Text is parsed by the type of the target field (:func:`~ottt_jax.config.schema.convert`): int and
+float literals (``128``, ``2e-5``), ``true``/``false``/``1``/``0``, strings stripped, ``none`` or
+``null`` for optional fields, ``a,b`` lists for tuples; a field with its own ``parse`` (the VGG
+layout ``model.vgg_cfg=[32,M,64]``) parses its text itself. ``imports``, ``method`` and
+``model.arch`` are applied first, so the other keys may name what they register or select.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import is_dataclass
 from typing import Any
 
 from ottt_jax.config.schema import (
     MODEL_COMMON,
     SECTIONS,
+    SELECTORS,
     TOP_KEYS,
     Config,
     all_keys,
-    all_option_names,
-    close_match,
-    coerce,
+    convert,
     error_text,
-    field_type,
-    is_tuple,
+    field_types,
+    import_plugins,
     option_error,
-    optional_inner,
+    option_fields,
+    options_of,
+    options_type,
     section_keys,
-    type_name,
 )
 from ottt_jax.config.validate import validate
+from ottt_jax.registry import close_match
 
-__all__ = ["apply_overrides"]
+__all__ = ["apply_overrides", "rebase"]
 
-
-def _parse_layout(key: str, text: str) -> tuple[int | str, ...]:
-    body = text.strip()
-    if body[:1] + body[-1:] in ("[]", "()"):
-        body = body[1:-1]
-    if not body.strip():
-        return ()
-    items: list[int | str] = []
-    for raw in body.split(","):
-        item = raw.strip().strip("'\"")
-        if item.upper() == "M":
-            items.append("M")
-            continue
-        try:
-            items.append(int(item))
-        except ValueError:
-            raise ValueError(
-                f"{key} expects {type_name(tuple[int | str, ...])}; got item {item!r} in {text!r}"
-            ) from None
-    return tuple(items)
+_FIRST = ("imports", "method", "model.arch")
 
 
-def _parse(key: str, text: str, tp: Any) -> Any:
-    """Parse override text into a value of the field type ``tp``."""
-    optional, inner = optional_inner(tp)
-    stripped = text.strip()
-    if optional and stripped.lower() in ("none", "null"):
-        return None
-    if inner is str:
-        return stripped
-    if is_tuple(inner):
-        return _parse_layout(key, stripped)
-    try:
-        if inner is bool:
-            table = {"true": True, "1": True, "false": False, "0": False}
-            return table[stripped.lower()]
-        if inner is int:
-            return int(stripped)
-        if inner is float:
-            return float(stripped)
-    except (KeyError, ValueError):
-        pass
-    raise ValueError(f"{key} expects {type_name(tp)}; got {text!r}")
-
-
-def _resolve(key: str, cfg: Config) -> tuple[str | None, str, Any]:
-    """Map a dotted key to ``(section or None, field, type)``; raise on unknown keys.
-
-    ``model.*`` keys are the common model fields and the options of ``cfg.model.arch``, typed by
-    its options dataclass; an option of another architecture is an error naming this one's.
-    """
-    if not isinstance(key, str) or not key.strip():
-        raise ValueError(f"override keys must be non-empty strings; got {key!r}")
-    key = key.strip()
+def _unknown(key: str, cfg: Config) -> str:
+    """Return the message of an unknown dotted ``key``, listing what is valid there."""
     section, dot, name = key.partition(".")
+    sections = (*SECTIONS, *SELECTORS)
+    if dot and section not in sections:
+        return (
+            f"unknown key {key!r}; valid sections: {', '.join(dict.fromkeys(sections))}; valid "
+            f"top-level keys: {', '.join(TOP_KEYS)}{close_match(key, all_keys())}"
+        )
     if dot:
-        if section not in SECTIONS:
-            raise ValueError(
-                f"unknown key {key!r}; valid sections: {', '.join(SECTIONS)}; valid top-level "
-                f"keys: {', '.join(TOP_KEYS)}{close_match(key, all_keys())}"
-            )
-        cls = SECTIONS[section]
-        names = section_keys(section, cfg)
-        if name not in names:
-            if section == "model" and name in all_option_names():
-                raise ValueError(error_text(cfg, [option_error(cfg.model.arch, name)]))
-            raise ValueError(
-                f"unknown key {key!r}; valid keys in {section}: {', '.join(names)}"
-                f"{close_match(key, all_keys(cfg))}"
-            )
-        if section == "model" and name not in MODEL_COMMON:
-            options = type(cfg.model.options)
-            return section, name, field_type(options, name) if is_dataclass(options) else Any
-        return section, name, field_type(cls, name)
-    if key in SECTIONS:
-        names = section_keys(key, cfg)
-        raise ValueError(
+        if section in SELECTORS and option_fields(section, name):
+            return error_text(cfg, [option_error(section, cfg, name)])
+        return (
+            f"unknown key {key!r}; valid keys in {section}: "
+            f"{', '.join(section_keys(section, cfg))}{close_match(key, all_keys(cfg))}"
+        )
+    if key in sections:
+        return (
             f"key {key!r} is a section; set its fields as '{key}.<field>=value' (valid keys in "
-            f"{key}: {', '.join(names)})"
+            f"{key}: {', '.join(section_keys(key, cfg))})"
         )
-    if key not in TOP_KEYS:
-        # A bare section field ('lr') most likely meant that section's key ('optim.lr').
-        owners = [f"{s}.{key}" for s in SECTIONS if key in section_keys(s)]
-        hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, all_keys())
-        raise ValueError(
-            f"unknown key {key!r}; valid top-level keys: {', '.join(TOP_KEYS)}; sections: "
-            f"{', '.join(s + '.*' for s in SECTIONS)}{hint}"
-        )
-    return None, key, field_type(Config, key)
+    # A bare section field ('lr') most likely meant that section's key ('optim.lr').
+    owners = [f"{s}.{key}" for s in SECTIONS if key in section_keys(s)]
+    hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, all_keys())
+    return (
+        f"unknown key {key!r}; valid top-level keys: {', '.join(TOP_KEYS)}; sections: "
+        f"{', '.join(s + '.*' for s in dict.fromkeys(sections))}{hint}"
+    )
+
+
+def _target(key: str, cfg: Config) -> tuple[Any, dataclasses.Field]:
+    """Return the object holding ``key`` and its field; an unknown key is a ValueError."""
+    section, dot, name = key.partition(".")
+    if not dot:
+        obj = cfg if key in TOP_KEYS else None
+    elif section in SELECTORS and (section != "model" or name not in MODEL_COMMON):
+        obj = options_of(cfg, section)
+        obj = obj if obj is not None else (options_type(section, cfg) or (lambda: None))()
+    else:
+        obj = getattr(cfg, section) if section in SECTIONS else None
+    fields = {f.name: f for f in dataclasses.fields(obj)} if obj is not None else {}
+    if (name if dot else key) not in fields or key.count(".") > 1:
+        raise ValueError(_unknown(key, cfg))
+    return obj, fields[name if dot else key]
+
+
+def rebase(options: Any, cls: type | None) -> Any:
+    """Return ``cls``'s options keeping the values ``options`` has for its fields (None: none)."""
+    if cls is None:
+        return None
+    if options is None or type(options) is cls:
+        return options
+    names = [f.name for f in dataclasses.fields(cls)]
+    return cls(
+        **{f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name in names}
+    )
+
+
+def _set(cfg: Config, key: str, obj: Any, name: str, value: Any) -> Config:
+    """Return ``cfg`` with ``obj``'s field ``name`` (the dotted ``key``) set to ``value``."""
+    section, dot, _ = key.partition(".")
+    new = dataclasses.replace(obj, **{name: value})
+    if not dot:
+        cfg = new
+    elif section == "rule":
+        cfg = dataclasses.replace(cfg, rule=new)
+    elif section == "model" and name not in MODEL_COMMON:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=new))
+    else:
+        cfg = dataclasses.replace(cfg, **{section: new})
+    if key in ("method", "model.arch"):  # the new entry keeps the options both have
+        section = "rule" if key == "method" else "model"
+        options = rebase(options_of(cfg, section), options_type(section, cfg))
+        if section == "rule":
+            return dataclasses.replace(cfg, rule=options)
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
+    return cfg
 
 
 def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[tuple[str, Any]]:
@@ -136,7 +124,7 @@ def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[
     items: list[tuple[str, Any]] = []
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
-            if key in SECTIONS and isinstance(value, Mapping):
+            if key in (*SECTIONS, *SELECTORS) and isinstance(value, Mapping):
                 items += [(f"{key}.{k}", v) for k, v in value.items()]
             else:
                 items.append((key, value))
@@ -154,7 +142,7 @@ def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[
         key, _, text = entry.partition("=")
         if not key.strip():
             raise ValueError(f"override {entry!r} has an empty key")
-        items.append((key.strip(), text))
+        items.append((key, text))
     return items
 
 
@@ -166,7 +154,7 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any] | 
       overrides: ``'key=value'`` strings (a single string counts as one override), or a mapping
         from dotted keys to values (text is parsed like the strings; other values must match the
         field's type). A mapping may also nest a section: ``{'optim': {'lr': 0.05}}``. Later
-        entries win.
+        entries win; ``imports``, ``method`` and ``model.arch`` apply first.
 
     Returns:
       The new, validated :class:`Config` (``cfg`` itself is unchanged).
@@ -177,17 +165,16 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any] | 
     """
     if not isinstance(cfg, Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
-    for key, value in _override_items(overrides):
-        section, name, tp = _resolve(key, cfg)
-        full = key.strip()
-        if isinstance(value, str):
-            value = _parse(full, value, tp)
-        value = coerce(full, value, tp)
-        if section is None:
-            cfg = dataclasses.replace(cfg, **{name: value})
-        elif section == "model":  # a new arch keeps the options both archs have
-            cfg = dataclasses.replace(cfg, model=cfg.model.replace(**{name: value}))
-        else:
-            sub = dataclasses.replace(getattr(cfg, section), **{name: value})
-            cfg = dataclasses.replace(cfg, **{section: sub})
+    items = _override_items(overrides)
+    for key, _ in items:
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f"override keys must be non-empty strings; got {key!r}")
+    items = sorted(((k.strip(), v) for k, v in items), key=lambda kv: kv[0] not in _FIRST)
+    for key, value in items:
+        obj, fld = _target(key, cfg)
+        tp = field_types(type(obj))[fld.name]
+        value = convert(key, value, fld, tp, text=isinstance(value, str))
+        if key == "imports":
+            value = import_plugins(value)
+        cfg = _set(cfg, key, obj, fld.name, value)
     return validate(cfg)

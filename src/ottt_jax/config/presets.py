@@ -9,7 +9,9 @@ from typing import Any
 
 from ottt_jax.config.io import from_dict
 from ottt_jax.config.overrides import apply_overrides
-from ottt_jax.config.schema import Config, DataConfig, ModelConfig, OptimConfig, close_match
+from ottt_jax.config.schema import Config, DataConfig, ModelConfig, OptimConfig
+from ottt_jax.models.registry import VGGOptions
+from ottt_jax.registry import Registry, close_match
 
 __all__ = ["get_config", "list_presets", "register_preset", "unregister_preset"]
 
@@ -20,7 +22,7 @@ def _preset_digits() -> Config:
         method="ottt_a",
         num_steps=4,
         loss_beta=0.05,
-        model=ModelConfig(arch="vgg", vgg_cfg=(32, "M", 64), num_classes=10),
+        model=ModelConfig(arch="vgg", options=VGGOptions(vgg_cfg=(32, "M", 64)), num_classes=10),
         data=DataConfig(dataset="digits", batch_size=32, eval_batch_size=360, augment=False),
         optim=OptimConfig(name="sgd", lr=0.1, momentum=0.9, schedule="cosine", epochs=30),
         eval_every_epochs=5,  # evaluating 360 images costs as much as an epoch of training
@@ -48,7 +50,7 @@ def _preset_cifar10dvs_vgg() -> Config:
         method="ottt_a",
         num_steps=10,
         loss_beta=0.001,
-        model=ModelConfig(arch="vgg", num_classes=10, neuron_dropout=0.1),
+        model=ModelConfig(arch="vgg", num_classes=10, options=VGGOptions(neuron_dropout=0.1)),
         data=DataConfig(dataset="cifar10_dvs", batch_size=128, augment=True, num_frames=10),
         optim=OptimConfig(
             name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="cosine", epochs=300
@@ -70,17 +72,21 @@ def _preset_imagenet_nfresnet34() -> Config:
     )
 
 
-_PRESETS: dict[str, Callable[[], Config]] = {
-    # Trains in about a minute on 2 CPU cores (sklearn digits, no download).
-    "digits": _preset_digits,
-    # The paper's recipes (official code): OTTT_A, SGD, cosine schedule.
-    "cifar10_vgg": lambda: _cifar("cifar10_vgg", "cifar10", 10),
-    "cifar100_vgg": lambda: _cifar("cifar100_vgg", "cifar100", 100),
-    "cifar100_vggf": lambda: _cifar("cifar100_vggf", "cifar100", 100, arch="vggf"),
-    "cifar10dvs_vgg": _preset_cifar10dvs_vgg,
-    # Evaluating with more time steps than training helps here: eval_num_steps=...
-    "imagenet_nfresnet34": _preset_imagenet_nfresnet34,
-}
+def _check_factory(factory: Any) -> None:
+    if not callable(factory):
+        raise ValueError(f"factory must be callable; got {type(factory).__name__}")
+
+
+_PRESETS: Registry[Callable[[], Config]] = Registry("preset", check=_check_factory)
+# Trains in about a minute on 2 CPU cores (sklearn digits, no download).
+_PRESETS.register("digits", _preset_digits)
+# The paper's recipes (official code): OTTT_A, SGD, cosine schedule.
+_PRESETS.register("cifar10_vgg", lambda: _cifar("cifar10_vgg", "cifar10", 10))
+_PRESETS.register("cifar100_vgg", lambda: _cifar("cifar100_vgg", "cifar100", 100))
+_PRESETS.register("cifar100_vggf", lambda: _cifar("cifar100_vggf", "cifar100", 100, arch="vggf"))
+_PRESETS.register("cifar10dvs_vgg", _preset_cifar10dvs_vgg)
+# Evaluating with more time steps than training helps here: eval_num_steps=...
+_PRESETS.register("imagenet_nfresnet34", _preset_imagenet_nfresnet34)
 
 
 def list_presets() -> list[str]:
@@ -100,22 +106,21 @@ def register_preset(name: str, factory: Callable[[], Config], overwrite: bool = 
         raise ValueError(
             f"preset name must be a non-empty string not ending in .json; got {name!r}"
         )
-    if not callable(factory):
-        raise ValueError(f"factory must be callable; got {type(factory).__name__}")
-    if name in _PRESETS and not overwrite:
-        raise ValueError(f"preset {name!r} already exists; pass overwrite=True to replace it")
-    _PRESETS[name] = factory
+    _PRESETS.register(name, factory, overwrite=overwrite)
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(
+        f"unknown preset {name!r}; valid presets: {', '.join(list_presets())} (or the path of a "
+        f".json config){close_match(name, _PRESETS)}"
+    )
 
 
 def unregister_preset(name: str) -> None:
-    """Remove a preset added by :func:`register_preset`.
-
-    Raises:
-      ValueError: ``name`` is not a preset.
-    """
+    """Remove a preset added by :func:`register_preset` (an unknown name is a ValueError)."""
     if name not in _PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}")
-    del _PRESETS[name]
+        raise _unknown(name)
+    _PRESETS.unregister(name)
 
 
 def get_config(name: str, overrides: Sequence[str] | Mapping[str, Any] | str = ()) -> Config:
@@ -140,12 +145,9 @@ def get_config(name: str, overrides: Sequence[str] | Mapping[str, Any] | str = (
         with open(name, encoding="utf-8") as fh:
             cfg = from_dict(json.load(fh))
     elif name in _PRESETS:
-        cfg = _PRESETS[name]()
+        cfg = _PRESETS.get(name)()
         if not isinstance(cfg, Config):
             raise ValueError(f"preset {name!r} returned {type(cfg).__name__}, not a Config")
     else:
-        raise ValueError(
-            f"unknown preset {name!r}; valid presets: {', '.join(list_presets())} (or the path "
-            f"of a .json config){close_match(name, _PRESETS)}"
-        )
+        raise _unknown(name)
     return apply_overrides(cfg, overrides)
