@@ -15,22 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ottt_jax import rules
-from ottt_jax.config.schema import (
-    MODEL_COMMON,
-    SECTIONS,
-    SELECTORS,
-    Config,
-    all_keys,
-    field_names,
-    get_key,
-    import_plugins,
-    option_error,
-    option_fields,
-    option_types,
-    options_type,
-    section_keys,
-    surrogate_kwargs,
-)
+from ottt_jax.config import schema as S
 from ottt_jax.config.validate import validate
 from ottt_jax.data import catalog
 
@@ -41,11 +26,11 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _flat(cfg: Config) -> dict[str, Any]:
-    return {key: get_key(cfg, key) for key in all_keys(cfg)}
+def _flat(cfg: S.Config) -> dict[str, Any]:
+    return {key: S.get_key(cfg, key) for key in S.all_keys(cfg)}
 
 
-def to_dict(cfg: Config) -> dict[str, Any]:
+def to_dict(cfg: S.Config) -> dict[str, Any]:
     """Return ``cfg`` as a nested, JSON-serializable dict (tuples become lists).
 
     Args:
@@ -55,13 +40,13 @@ def to_dict(cfg: Config) -> dict[str, Any]:
       ``{'name': ..., ..., 'model': {...}, 'data': {...}, 'optim': {...}, 'rule': {...}, ...}``
       in field order; :func:`from_dict` inverts it exactly, also after a JSON round trip.
     """
-    if not isinstance(cfg, Config):
+    if not isinstance(cfg, S.Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
     out: dict[str, Any] = {}
-    for fld in dataclasses.fields(Config):
-        if fld.name in (*SECTIONS, *SELECTORS):
-            keys = section_keys(fld.name, cfg)
-            out[fld.name] = {k: _jsonable(get_key(cfg, f"{fld.name}.{k}")) for k in keys}
+    for fld in dataclasses.fields(S.Config):
+        if fld.name in (*S.SECTIONS, *S.SELECTORS):
+            keys = S.section_keys(fld.name, cfg)
+            out[fld.name] = {k: _jsonable(S.get_key(cfg, f"{fld.name}.{k}")) for k in keys}
         else:
             out[fld.name] = _jsonable(getattr(cfg, fld.name))
     return out
@@ -78,24 +63,24 @@ def _check_keys(where: str, keys: Iterable[str], valid: list[str]) -> None:
         )
 
 
-def _options_from_dict(section: str, value: Mapping[str, Any], cfg: Config) -> Any:
+def _options_from_dict(section: str, value: Mapping[str, Any], cfg: S.Config) -> Any:
     """Return the options of ``section`` from the saved ``value`` (0.1 leftovers dropped)."""
-    if get_key(cfg, SELECTORS[section]) not in option_types(section):
+    if S.get_key(cfg, S.SELECTORS[section]) not in S.option_types(section):
         return None  # an unknown model.arch / method: validate names it
-    cls, kept = options_type(section, cfg), {}
+    cls, kept = S.options_type(section, cfg), {}
     for key, item in value.items():
-        if section == "model" and key in MODEL_COMMON:
+        if section == "model" and key in S.MODEL_COMMON:
             continue
-        if key in field_names(cls):
+        if key in S.field_names(cls):
             kept[key] = item
             continue
         default = tuple(item) if isinstance(item, list) else item
-        if not any(f.default == default for f in option_fields(section, key).values()):
-            raise ValueError(f"from_dict: {option_error(section, cfg, key)}; got {item!r}")
+        if not any(f.default == default for f in S.option_fields(section, key).values()):
+            raise ValueError(f"from_dict: {S.option_error(section, cfg, key)}; got {item!r}")
     return None if cls is None else cls(**kept)
 
 
-def from_dict(d: Mapping[str, Any]) -> Config:
+def from_dict(d: Mapping[str, Any]) -> S.Config:
     """Build and validate a :class:`Config` from :func:`to_dict`'s output.
 
     Missing keys take their defaults (configs saved by an older version still load, except
@@ -114,16 +99,16 @@ def from_dict(d: Mapping[str, Any]) -> Config:
         raise ValueError(f"from_dict expects a mapping, got {type(d).__name__}")
     if "name" not in d:
         raise ValueError("from_dict: missing required key 'name'")
-    _check_keys("", d, [f.name for f in dataclasses.fields(Config)])
-    for key in (*SECTIONS, *SELECTORS):
+    _check_keys("", d, [f.name for f in dataclasses.fields(S.Config)])
+    for key in (*S.SECTIONS, *S.SELECTORS):
         if key in d and not isinstance(d[key], Mapping):
             raise ValueError(f"from_dict: {key} must be a mapping; got {type(d[key]).__name__}")
-        _check_keys(key, d.get(key, {}), section_keys(key))
-    imports = import_plugins(d.get("imports", ()))
-    top = {k: v for k, v in d.items() if k not in (*SECTIONS, "rule", "imports")}
-    model = {k: v for k, v in d.get("model", {}).items() if k in MODEL_COMMON}
-    sections = {s: SECTIONS[s](**d.get(s, {})) for s in ("data", "optim")}
-    cfg = Config(**top, **sections, model=SECTIONS["model"](**model), imports=imports)
+        _check_keys(key, d.get(key, {}), S.section_keys(key))
+    imports = S.import_plugins(d.get("imports", ()))
+    top = {k: v for k, v in d.items() if k not in (*S.SECTIONS, "rule", "imports")}
+    model = {k: v for k, v in d.get("model", {}).items() if k in S.MODEL_COMMON}
+    sections = {s: S.SECTIONS[s](**d.get(s, {})) for s in ("data", "optim")}
+    cfg = S.Config(**top, **sections, model=S.SECTIONS["model"](**model), imports=imports)
     options = _options_from_dict("model", d.get("model", {}), cfg)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
     return validate(
@@ -139,14 +124,14 @@ class _Absent:
 _ABSENT = _Absent()
 
 
-def to_flat_dict(cfg: Config) -> dict[str, Any]:
+def to_flat_dict(cfg: S.Config) -> dict[str, Any]:
     """Return ``cfg`` as a flat JSON-serializable dict keyed by dotted names (for hparam logs)."""
-    if not isinstance(cfg, Config):
+    if not isinstance(cfg, S.Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
     return {k: _jsonable(v) for k, v in _flat(cfg).items()}
 
 
-def diff(cfg_a: Config, cfg_b: Config, ignore: Iterable[str] = ()) -> list[str]:
+def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[str]:
     """List the keys whose values differ between two configurations.
 
     Args:
@@ -160,10 +145,10 @@ def diff(cfg_a: Config, cfg_b: Config, ignore: Iterable[str] = ()) -> list[str]:
       ``(not an option)`` on the other side.
     """
     for c in (cfg_a, cfg_b):
-        if not isinstance(c, Config):
+        if not isinstance(c, S.Config):
             raise ValueError(f"diff expects two Configs, got {type(c).__name__}")
     skip = set(ignore)
-    unknown = sorted(skip - set(all_keys()) - {*SECTIONS, *SELECTORS})
+    unknown = sorted(skip - set(S.all_keys()) - {*S.SECTIONS, *S.SELECTORS})
     if unknown:
         raise ValueError(f"diff: unknown key(s) in ignore: {', '.join(map(repr, unknown))}")
     a, b = _flat(cfg_a), _flat(cfg_b)
@@ -183,19 +168,19 @@ def field_docs() -> dict[str, str]:
     ``'model.stochastic_depth': '(nfresnet18, nfresnet34, nfresnet50) drop probability...'``.
     """
     docs = {}
-    for cls, prefix in ((Config, ""), *((c, f"{s}.") for s, c in SECTIONS.items())):
+    for cls, prefix in ((S.Config, ""), *((c, f"{s}.") for s, c in S.SECTIONS.items())):
         for fld in dataclasses.fields(cls):
-            if fld.name not in (*SECTIONS, "rule", "options"):
+            if fld.name not in (*S.SECTIONS, "rule", "options"):
                 names = fld.metadata["choices"]() if "choices" in fld.metadata else ()
                 listed = f" One of: {', '.join(map(repr, names))}." if names else ""
                 docs[prefix + fld.name] = fld.metadata["doc"] + listed
-    for section in SELECTORS:
-        for name in section_keys(section):
-            if section != "model" or name not in MODEL_COMMON:
-                owners = option_fields(section, name)
+    for section in S.SELECTORS:
+        for name in S.section_keys(section):
+            if section != "model" or name not in S.MODEL_COMMON:
+                owners = S.option_fields(section, name)
                 doc = next(iter(owners.values())).metadata.get("doc", "(no doc)")
                 docs[f"{section}.{name}"] = f"({', '.join(owners)}) {doc}"
-    return {k: docs[k] for k in all_keys() if k in docs}
+    return {k: docs[k] for k in S.all_keys() if k in docs}
 
 
 def _fmt(value: Any) -> str:
@@ -210,17 +195,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _describe_parts(cfg: Config) -> dict[str, str]:
+def _describe_parts(cfg: S.Config) -> dict[str, str]:
     """Return the derived pieces of :func:`describe`: method, arch, options, surrogate, data."""
     m, d = cfg.model, cfg.data
-    opts = {k: get_key(cfg, f"model.{k}") for k in section_keys("model", cfg)[len(MODEL_COMMON) :]}
+    opts = {
+        k: S.get_key(cfg, f"model.{k}") for k in S.section_keys("model", cfg)[len(S.MODEL_COMMON) :]
+    }
     arch = m.arch + (f" {_fmt(opts.pop('vgg_cfg'))}" if "vgg_cfg" in opts else "")
     known = cfg.method in rules.rule_names()
     method = rules.get_rule(cfg.method).summary if known else "unknown method"
-    read = [f"rule.{k}={get_key(cfg, 'rule.' + k)}" for k in section_keys("rule", cfg)]
+    read = [f"rule.{k}={S.get_key(cfg, 'rule.' + k)}" for k in S.section_keys("rule", cfg)]
     method += f" ({', '.join(read)})" if read else ""
     try:
-        surr = ", ".join(f"{k}={v:g}" for k, v in surrogate_kwargs(m).items())
+        surr = ", ".join(f"{k}={v:g}" for k, v in S.surrogate_kwargs(m).items())
     except (ValueError, TypeError):
         surr = f"param={_fmt(m.surrogate_param)}"
     spec = catalog.get_dataset(d.dataset) if d.dataset in catalog.dataset_names() else None
@@ -242,7 +229,7 @@ def _describe_parts(cfg: Config) -> dict[str, str]:
     }
 
 
-def describe(cfg: Config) -> str:
+def describe(cfg: S.Config) -> str:
     """Return a readable multi-line summary of ``cfg``, one line per topic.
 
     Args:

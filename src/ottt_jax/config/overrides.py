@@ -13,23 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ottt_jax.config.schema import (
-    MODEL_COMMON,
-    SECTIONS,
-    SELECTORS,
-    TOP_KEYS,
-    Config,
-    all_keys,
-    convert,
-    error_text,
-    field_types,
-    import_plugins,
-    option_error,
-    option_fields,
-    options_of,
-    options_type,
-    section_keys,
-)
+from ottt_jax.config import schema as S
 from ottt_jax.config.validate import validate
 from ottt_jax.registry import close_match
 
@@ -38,46 +22,46 @@ __all__ = ["apply_overrides", "rebase"]
 _FIRST = ("imports", "method", "model.arch")
 
 
-def _unknown(key: str, cfg: Config) -> str:
+def _unknown(key: str, cfg: S.Config) -> str:
     """Return the message of an unknown dotted ``key``, listing what is valid there."""
     section, dot, name = key.partition(".")
-    sections = (*SECTIONS, *SELECTORS)
+    sections = (*S.SECTIONS, *S.SELECTORS)
     if dot and section not in sections:
         return (
             f"unknown key {key!r}; valid sections: {', '.join(dict.fromkeys(sections))}; valid "
-            f"top-level keys: {', '.join(TOP_KEYS)}{close_match(key, all_keys())}"
+            f"top-level keys: {', '.join(S.TOP_KEYS)}{close_match(key, S.all_keys())}"
         )
     if dot:
-        if section in SELECTORS and option_fields(section, name):
-            return error_text(cfg, [option_error(section, cfg, name)])
+        if section in S.SELECTORS and S.option_fields(section, name):
+            return S.error_text(cfg, [S.option_error(section, cfg, name)])
         return (
             f"unknown key {key!r}; valid keys in {section}: "
-            f"{', '.join(section_keys(section, cfg))}{close_match(key, all_keys(cfg))}"
+            f"{', '.join(S.section_keys(section, cfg))}{close_match(key, S.all_keys(cfg))}"
         )
     if key in sections:
         return (
             f"key {key!r} is a section; set its fields as '{key}.<field>=value' (valid keys in "
-            f"{key}: {', '.join(section_keys(key, cfg))})"
+            f"{key}: {', '.join(S.section_keys(key, cfg))})"
         )
     # A bare section field ('lr') most likely meant that section's key ('optim.lr').
-    owners = [f"{s}.{key}" for s in SECTIONS if key in section_keys(s)]
-    hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, all_keys())
+    owners = [f"{s}.{key}" for s in S.SECTIONS if key in S.section_keys(s)]
+    hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, S.all_keys())
     return (
-        f"unknown key {key!r}; valid top-level keys: {', '.join(TOP_KEYS)}; sections: "
+        f"unknown key {key!r}; valid top-level keys: {', '.join(S.TOP_KEYS)}; sections: "
         f"{', '.join(s + '.*' for s in dict.fromkeys(sections))}{hint}"
     )
 
 
-def _target(key: str, cfg: Config) -> tuple[Any, dataclasses.Field]:
+def _target(key: str, cfg: S.Config) -> tuple[Any, dataclasses.Field]:
     """Return the object holding ``key`` and its field; an unknown key is a ValueError."""
     section, dot, name = key.partition(".")
     if not dot:
-        obj = cfg if key in TOP_KEYS else None
-    elif section in SELECTORS and (section != "model" or name not in MODEL_COMMON):
-        obj = options_of(cfg, section)
-        obj = obj if obj is not None else (options_type(section, cfg) or (lambda: None))()
+        obj = cfg if key in S.TOP_KEYS else None
+    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
+        obj = S.options_of(cfg, section)
+        obj = obj if obj is not None else (S.options_type(section, cfg) or (lambda: None))()
     else:
-        obj = getattr(cfg, section) if section in SECTIONS else None
+        obj = getattr(cfg, section) if section in S.SECTIONS else None
     fields = {f.name: f for f in dataclasses.fields(obj)} if obj is not None else {}
     if (name if dot else key) not in fields or key.count(".") > 1:
         raise ValueError(_unknown(key, cfg))
@@ -96,7 +80,7 @@ def rebase(options: Any, cls: type | None) -> Any:
     )
 
 
-def _set(cfg: Config, key: str, obj: Any, name: str, value: Any) -> Config:
+def _set(cfg: S.Config, key: str, obj: Any, name: str, value: Any) -> S.Config:
     """Return ``cfg`` with ``obj``'s field ``name`` (the dotted ``key``) set to ``value``."""
     section, dot, _ = key.partition(".")
     new = dataclasses.replace(obj, **{name: value})
@@ -104,13 +88,13 @@ def _set(cfg: Config, key: str, obj: Any, name: str, value: Any) -> Config:
         cfg = new
     elif section == "rule":
         cfg = dataclasses.replace(cfg, rule=new)
-    elif section == "model" and name not in MODEL_COMMON:
+    elif section == "model" and name not in S.MODEL_COMMON:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=new))
     else:
         cfg = dataclasses.replace(cfg, **{section: new})
     if key in ("method", "model.arch"):  # the new entry keeps the options both have
         section = "rule" if key == "method" else "model"
-        options = rebase(options_of(cfg, section), options_type(section, cfg))
+        options = rebase(S.options_of(cfg, section), S.options_type(section, cfg))
         if section == "rule":
             return dataclasses.replace(cfg, rule=options)
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
@@ -124,7 +108,7 @@ def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[
     items: list[tuple[str, Any]] = []
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
-            if key in (*SECTIONS, *SELECTORS) and isinstance(value, Mapping):
+            if key in (*S.SECTIONS, *S.SELECTORS) and isinstance(value, Mapping):
                 items += [(f"{key}.{k}", v) for k, v in value.items()]
             else:
                 items.append((key, value))
@@ -146,7 +130,7 @@ def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[
     return items
 
 
-def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any] | str) -> Config:
+def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] | str) -> S.Config:
     """Return ``cfg`` with dotted-key overrides applied, validated.
 
     Args:
@@ -163,7 +147,7 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any] | 
       ValueError: for an unknown key (the message lists the valid keys), an unparsable value or
         an invalid result (see :func:`validate`).
     """
-    if not isinstance(cfg, Config):
+    if not isinstance(cfg, S.Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
     items = _override_items(overrides)
     for key, _ in items:
@@ -172,9 +156,9 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any] | 
     items = sorted(((k.strip(), v) for k, v in items), key=lambda kv: kv[0] not in _FIRST)
     for key, value in items:
         obj, fld = _target(key, cfg)
-        tp = field_types(type(obj))[fld.name]
-        value = convert(key, value, fld, tp, text=isinstance(value, str))
+        tp = S.field_types(type(obj))[fld.name]
+        value = S.convert(key, value, fld, tp, text=isinstance(value, str))
         if key == "imports":
-            value = import_plugins(value)
+            value = S.import_plugins(value)
         cfg = _set(cfg, key, obj, fld.name, value)
     return validate(cfg)

@@ -14,19 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ottt_jax.config.schema import (
-    SECTIONS,
-    SELECTORS,
-    Config,
-    ModelConfig,
-    convert,
-    error_text,
-    field_types,
-    get_key,
-    option_types,
-    options_of,
-    surrogate_kwargs,
-)
+from ottt_jax.config import schema as S
 from ottt_jax.data import catalog
 from ottt_jax.models import registry as model_registry
 from ottt_jax.registry import close_match
@@ -76,21 +64,21 @@ def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
 
 def _typed(obj: Any, prefix: str, errors: list[str], skip: tuple[str, ...] = ()) -> Any:
     """Return ``obj`` with each field converted to its declared type (errors name the keys)."""
-    hints, changes = field_types(type(obj)), {}
+    hints, changes = S.field_types(type(obj)), {}
     for fld in dataclasses.fields(obj):
         if fld.name not in skip:
             try:
                 value = getattr(obj, fld.name)
-                changes[fld.name] = convert(prefix + fld.name, value, fld, hints[fld.name])
+                changes[fld.name] = S.convert(prefix + fld.name, value, fld, hints[fld.name])
             except ValueError as e:
                 errors.append(str(e))
     return dataclasses.replace(obj, **changes)
 
 
-def _options(cfg: Config, section: str, errors: list[str]) -> Any:
+def _options(cfg: S.Config, section: str, errors: list[str]) -> Any:
     """Return the section's options typed (None: its entry's defaults); errors name the keys."""
-    selected, given = get_key(cfg, SELECTORS[section]), options_of(cfg, section)
-    entries = option_types(section)
+    selected, given = S.get_key(cfg, S.SELECTORS[section]), S.options_of(cfg, section)
+    entries = S.option_types(section)
     if not isinstance(selected, str) or selected not in entries:
         return given  # the selector's own check reports it
     cls = entries[selected]
@@ -100,34 +88,34 @@ def _options(cfg: Config, section: str, errors: list[str]) -> Any:
         where = "model.options" if section == "model" else "rule"
         want = "None" if cls is None else f"a {cls.__name__}"
         errors.append(
-            f"{where} must be {want} for {SELECTORS[section]} {selected!r}; got "
+            f"{where} must be {want} for {S.SELECTORS[section]} {selected!r}; got "
             f"{type(given).__name__}"
         )
         return given
     return _typed(given, section + ".", errors)
 
 
-def _normalize(cfg: Config) -> Config:
+def _normalize(cfg: S.Config) -> S.Config:
     """Return ``cfg`` with every value of its declared type, or raise naming each bad key."""
     errors: list[str] = []
-    for section, cls in SECTIONS.items():
+    for section, cls in S.SECTIONS.items():
         if not isinstance(getattr(cfg, section), cls):
             errors.append(
                 f"{section} must be a {cls.__name__}; got {type(getattr(cfg, section)).__name__}"
             )
     if not errors:
-        cfg = _typed(cfg, "", errors, skip=(*SECTIONS, "rule"))
+        cfg = _typed(cfg, "", errors, skip=(*S.SECTIONS, "rule"))
         data, optim = _typed(cfg.data, "data.", errors), _typed(cfg.optim, "optim.", errors)
         model = _typed(cfg.model, "model.", errors, skip=("options",))
         cfg = dataclasses.replace(cfg, data=data, optim=optim, model=model)
         model = dataclasses.replace(model, options=_options(cfg, "model", errors))
         cfg = dataclasses.replace(cfg, model=model, rule=_options(cfg, "rule", errors))
     if errors:
-        raise ValueError(error_text(cfg, errors))
+        raise ValueError(S.error_text(cfg, errors))
     return cfg
 
 
-def validate(cfg: Config) -> Config:
+def validate(cfg: S.Config) -> S.Config:
     """Check every field of ``cfg`` and return it with normalized values.
 
     Checks types; each field's declared names, ranges and owner checks (method, arch, surrogate,
@@ -145,7 +133,7 @@ def validate(cfg: Config) -> Config:
     Raises:
       ValueError: naming each invalid key and what it accepts (all problems at once).
     """
-    if not isinstance(cfg, Config):
+    if not isinstance(cfg, S.Config):
         raise ValueError(f"validate expects a Config, got {type(cfg).__name__}")
     cfg = _normalize(cfg)
     m, o = cfg.model, cfg.optim
@@ -155,15 +143,15 @@ def validate(cfg: Config) -> Config:
         for fld in dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ():
             problem = _check_field(prefix + fld.name, getattr(obj, fld.name), fld.metadata, obj)
             errors += [problem] if problem else []
-    if m.surrogate_param is not None and _known(m.surrogate, ModelConfig, "surrogate"):
+    if m.surrogate_param is not None and _known(m.surrogate, S.ModelConfig, "surrogate"):
         try:
-            get_surrogate(m.surrogate, **surrogate_kwargs(m))
+            get_surrogate(m.surrogate, **S.surrogate_kwargs(m))
         except ValueError as e:
             errors.append(f"model.surrogate_param: {e}")
     if o.name == "sgd" and o.nesterov and o.momentum == 0:
         errors.append("optim.nesterov=true needs optim.momentum > 0; got momentum 0.0")
     spec = _check_dataset(errors, cfg)
-    if _known(m.arch, ModelConfig, "arch") and m.num_classes >= 1:
+    if _known(m.arch, S.ModelConfig, "arch") and m.num_classes >= 1:
         _check_model(errors, m, spec)
     check = getattr(cfg.rule, "check", None)
     if callable(check) and cfg.num_steps >= 1:  # the rule options' own check against T
@@ -172,7 +160,7 @@ def validate(cfg: Config) -> Config:
         except ValueError as e:  # its message starts with the option's name
             errors.append(f"rule.{e}")
     if errors:
-        raise ValueError(error_text(cfg, errors))
+        raise ValueError(S.error_text(cfg, errors))
     return cfg
 
 
@@ -180,7 +168,7 @@ def _known(value: Any, cls: type, name: str) -> bool:
     return value in {f.name: f for f in dataclasses.fields(cls)}[name].metadata["choices"]()
 
 
-def _check_dataset(errors: list[str], cfg: Config) -> catalog.DatasetSpec | None:
+def _check_dataset(errors: list[str], cfg: S.Config) -> catalog.DatasetSpec | None:
     """Check num_classes and the frames against the dataset; return its spec (None: unknown)."""
     m, d = cfg.model, cfg.data
     names = catalog.dataset_names()
@@ -206,7 +194,7 @@ def _check_dataset(errors: list[str], cfg: Config) -> catalog.DatasetSpec | None
     return spec
 
 
-def _check_model(errors: list[str], m: ModelConfig, spec: catalog.DatasetSpec | None) -> None:
+def _check_model(errors: list[str], m: S.ModelConfig, spec: catalog.DatasetSpec | None) -> None:
     """Run the model's own checks: build it from its registry entry, then its layer shapes.
 
     A failure is reported under the first option key that fails on its own (the others at their
