@@ -191,15 +191,11 @@ MODEL_COMMON = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name !
 TOP_KEYS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in (*SECTIONS, "rule"))
 #: Keys that may differ between the config saved with a checkpoint and the one resuming from it:
 #: they change logging, evaluation, checkpointing, paths or imports, not the trajectory.
-RESUMABLE_KEYS = frozenset(
-    {
-        *("name", "eval_num_steps", "workdir", "log_every", "eval_every_epochs", "imports"),
-        *("checkpoint_every_steps", "keep_best", "max_checkpoints", "resume", "progress"),
-        *("max_train_steps", "data.data_dir", "data.eval_batch_size", "data.worker_count"),
-    }
-)
-
-
+RESUMABLE_KEYS = frozenset({
+    "name", "eval_num_steps", "workdir", "log_every", "eval_every_epochs", "imports",
+    "checkpoint_every_steps", "keep_best", "max_checkpoints", "resume", "progress",
+    "max_train_steps", "data.data_dir", "data.eval_batch_size", "data.worker_count",
+})  # fmt: skip
 #: The options sections and the key that selects each one's registry entry.
 SELECTORS = {"model": "model.arch", "rule": "method"}
 
@@ -212,31 +208,28 @@ def option_types(section: str) -> dict[str, type | None]:
     return {n: None if o is None else type(o) for n, o in found.items()}
 
 
-def _default_options(section: str, selected: Any) -> Any:
+def options_type(section: str, cfg: Any) -> type | None:
+    """Return the options type ``cfg``'s selector names for ``section`` (None: none/unknown)."""
+    return _default_options(section, get_key(cfg, SELECTORS[section]), make=False)
+
+
+def _default_options(section: str, selected: Any, make: bool = True) -> Any:
     cls = option_types(section).get(selected) if isinstance(selected, str) else None
-    return None if cls is None else cls()
+    return cls() if make and cls is not None else cls
 
 
 def get_key(cfg: Any, key: str) -> Any:
     """Return the value of the dotted ``key`` in ``cfg`` (options read from their dataclass)."""
     section, dot, name = key.partition(".")
-    if not dot:
-        return getattr(cfg, key)
-    obj = getattr(cfg, section)
-    if section == "model" and name not in MODEL_COMMON:
-        obj = obj.options
-    return getattr(obj, name)
+    obj = getattr(cfg, section) if dot else cfg
+    return getattr(
+        obj.options if section == "model" and name not in MODEL_COMMON else obj, name or key
+    )
 
 
 def options_of(cfg: Any, section: str) -> Any:
     """Return the options object of ``section`` (``cfg.model.options`` or ``cfg.rule``)."""
     return cfg.model.options if section == "model" else cfg.rule
-
-
-def options_type(section: str, cfg: Any) -> type | None:
-    """Return the options type ``cfg``'s selector names for ``section`` (None: none/unknown)."""
-    selected = get_key(cfg, SELECTORS[section])
-    return option_types(section).get(selected) if isinstance(selected, str) else None
 
 
 def field_names(cls: type | None) -> list[str]:
@@ -246,37 +239,26 @@ def field_names(cls: type | None) -> list[str]:
 
 def option_fields(section: str, name: str) -> dict[str, dataclasses.Field]:
     """Return ``{entry: field}`` for every registered entry whose options have the field."""
-    found = {}
-    for entry, cls in option_types(section).items():
-        for fld in dataclasses.fields(cls) if cls is not None else ():
-            if fld.name == name:
-                found[entry] = fld
-    return found
+    found = {
+        e: {f.name: f for f in dataclasses.fields(c)} for e, c in option_types(section).items() if c
+    }
+    return {e: fields[name] for e, fields in found.items() if name in fields}
 
 
 def option_error(section: str, cfg: Any, name: str) -> str:
     """Return the message for ``<section>.<name>``, not an option of ``cfg``'s entry."""
-    selector = SELECTORS[section]
     have = ", ".join(field_names(options_type(section, cfg))) or "none"
-    owners = list(option_fields(section, name))
-    where = f"; it applies only to {', '.join(map(repr, owners))}" if owners else ""
-    selected = get_key(cfg, selector)
-    return (
-        f"{section}.{name} is not an option of {selector} {selected!r} (its options: {have}){where}"
-    )
+    owners = ", ".join(map(repr, option_fields(section, name)))
+    where = f"; it applies only to {owners}" if owners else ""
+    selected = f"{SELECTORS[section]} {get_key(cfg, SELECTORS[section])!r}"
+    return f"{section}.{name} is not an option of {selected} (its options: {have}){where}"
 
 
 def section_keys(section: str, cfg: Any = None) -> list[str]:
-    """Return the keys of ``section``; for an options section those of ``cfg``'s entry.
-
-    Args:
-      section: ``'model'``, ``'data'``, ``'optim'`` or ``'rule'``.
-      cfg: the config whose ``model.arch`` / ``method`` decides the options; None lists every
-        registered entry's.
-    """
-    common = list(MODEL_COMMON) if section == "model" else []
+    """Return the keys of ``section``; of an options section, ``cfg``'s entry's (None: all)."""
     if section not in SELECTORS:
         return field_names(SECTIONS[section])
+    common = list(MODEL_COMMON) if section == "model" else []
     if cfg is not None:
         return common + field_names(options_type(section, cfg))
     every = [f for cls in option_types(section).values() for f in field_names(cls)]
@@ -285,14 +267,9 @@ def section_keys(section: str, cfg: Any = None) -> list[str]:
 
 def all_keys(cfg: Any = None) -> list[str]:
     """Return every dotted key (of ``cfg``'s entries, or of any when None), in field order."""
-    keys = list(TOP_KEYS)
-    for section in (*SECTIONS, "rule"):
-        keys += [f"{section}.{name}" for name in section_keys(section, cfg)]
-    return keys
+    sections = [f"{s}.{k}" for s in (*SECTIONS, "rule") for k in section_keys(s, cfg)]
+    return [*TOP_KEYS, *sections]
 
-
-# ----------------------------------------------------------------------------------------------
-# Field types: one typed parse for override text and for values.
 
 _KINDS = {bool: "a bool (true/false/1/0)", int: "an int", float: "a float", str: "a string"}
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
@@ -304,80 +281,56 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def optional_inner(tp: Any) -> tuple[bool, Any]:
-    """Split ``X | None`` into ``(True, X)``; other types give ``(False, tp)``."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return True, inner[0]
-    return False, tp
-
-
-def _is_tuple(tp: Any) -> bool:
-    return tp is tuple or typing.get_origin(tp) is tuple
-
-
-def _type_name(tp: Any) -> str:
-    optional, tp = optional_inner(tp)
-    name = _KINDS.get(tp) or ("a list" if _is_tuple(tp) else getattr(tp, "__name__", str(tp)))
-    return name + (" or none" if optional else "")
+def _split_optional(tp: Any) -> tuple[bool, Any]:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1
+    return (True, args[0]) if optional else (False, tp)
 
 
 def _from_text(text: str, tp: Any) -> Any:
     """Parse override text as ``tp`` where it reads as one; otherwise return it unchanged."""
     if tp is bool:
         return _BOOL.get(text.lower(), text)
-    if tp in (int, float):
-        try:
-            return tp(text)
-        except ValueError:
-            return text
-    if _is_tuple(tp):
+    if typing.get_origin(tp) is tuple or tp is tuple:
         return tuple(s.strip() for s in text.strip("[]()").split(",") if s.strip())
-    return text
+    try:
+        return tp(text) if tp in (int, float) else text
+    except ValueError:
+        return text
 
 
 def convert(key: str, value: Any, fld: dataclasses.Field, tp: Any, *, text: bool = False) -> Any:
     """Return ``value`` as the type ``tp`` of the field ``fld``, named ``key`` in errors.
 
-    Override text (``text=True``) is parsed first: Python int/float literals, true/false/1/0,
-    ``none``/``null`` for optional fields, comma lists for tuples. Ints are accepted for floats,
-    lists for tuples, never bools for numbers. A field's ``metadata['parse']`` (e.g. a VGG
-    layout) parses its own values; a type other than these is kept as given.
+    Override text (``text=True``) is parsed first: int/float literals, true/false/1/0, ``none``
+    or ``null`` for optional fields, comma lists for tuples. Ints are accepted for floats, lists
+    for tuples, never bools for numbers. A field's ``metadata['parse']`` (e.g. a VGG layout)
+    parses its own values; a type other than these is kept as given.
     """
-    optional, inner = optional_inner(tp)
-    if text:
-        value = value.strip()
-        if optional and value.lower() in ("none", "null"):
-            return None
-    if value is None and optional:
+    optional, inner = _split_optional(tp)
+    value = value.strip() if text else value
+    if optional and (value is None or (text and value.lower() in ("none", "null"))):
         return None
-    if "parse" in fld.metadata:
-        try:
-            return fld.metadata["parse"](value)
-        except ValueError as e:
-            raise ValueError(f"{key} {e}") from None
-    if text and inner is not str:
-        value = _from_text(value, inner)
-    is_num = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if inner is bool:
-        good = isinstance(value, bool)
+    try:
+        value = fld.metadata["parse"](value) if "parse" in fld.metadata else value
+    except ValueError as e:
+        raise ValueError(f"{key} {e}") from None
+    value = _from_text(value, inner) if text and "parse" not in fld.metadata else value
+    is_tuple = typing.get_origin(inner) is tuple or inner is tuple
+    if inner is bool or inner is str:
+        good = isinstance(value, inner)
     elif inner in (int, float):
-        good = is_num and (inner is float or isinstance(value, numbers.Integral))
-    elif inner is str:
-        good = isinstance(value, str)
-    elif _is_tuple(inner):
+        integral = isinstance(value, numbers.Integral) or inner is float
+        good = isinstance(value, numbers.Real) and integral and not isinstance(value, bool)
+    elif is_tuple:
         item = (typing.get_args(inner) or (object,))[0]
         good = isinstance(value, (list, tuple)) and all(isinstance(v, item) for v in value)
-        return tuple(value) if good else _fail(key, tp, value)
     else:
         return value
-    return inner(value) if good else _fail(key, tp, value)
-
-
-def _fail(key: str, tp: Any, value: Any) -> Any:
-    raise ValueError(f"{key} expects {_type_name(tp)}; got {value!r}")
+    if not good:
+        name = _KINDS.get(inner, "a list") + (" or none" if optional else "")
+        raise ValueError(f"{key} expects {name}; got {value!r}")
+    return tuple(value) if is_tuple else inner(value)
 
 
 def import_plugins(specs: Iterable[str]) -> tuple[str, ...]:

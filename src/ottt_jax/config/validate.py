@@ -1,10 +1,8 @@
 """Validation of a whole :class:`~ottt_jax.config.Config`: types, field checks, consistency.
 
-Every public constructor path (``get_config``, ``apply_overrides``, ``from_dict``) ends in
-:func:`validate`, which rejects invalid values with a ``ValueError`` naming each key and what it
-accepts. Each field's check is declared with the field (:mod:`~ottt_jax.config.schema`); the
-options of the model and of the rule are checked by their owners (building the model, the options
-type's ``check``); the dataset facts come from :mod:`ottt_jax.data.catalog`.
+Each field's check is declared with it (:mod:`~ottt_jax.config.schema`); the model's options are
+checked by building the model, the rule's by their type's ``check(num_steps)`` if it has one
+(its message starts with the option's name); dataset facts come from :mod:`ottt_jax.data.catalog`.
 """
 
 from __future__ import annotations
@@ -23,43 +21,37 @@ from ottt_jax.surrogate import get_surrogate
 __all__ = ["validate"]
 
 
-def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+def _range(key: str, value: float, meta: Any, obj: Any) -> str | None:
+    """Return the problem of ``value`` outside its ``lo``/``hi`` range (``hi`` may be a sibling)."""
+    lo, hi, lo_open, hi_open = (meta.get(k) for k in ("lo", "hi", "lo_open", "hi_open"))
+    if isinstance(hi, str):  # a sibling field bounds this one where it is itself valid
+        hi = getattr(obj, hi) if math.isfinite(getattr(obj, hi)) and getattr(obj, hi) >= 0 else None
+    above = lo is None or (value > lo if lo_open else value >= lo)
+    if math.isfinite(value) and above and (hi is None or (value < hi if hi_open else value <= hi)):
+        return None
     if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
-    return f"{'<' if hi_open else '<='} {hi:g}"
+        where = f"in {'[('[bool(lo_open)]}{lo:g}, {hi:g}{'])'[bool(hi_open)]}"
+    else:
+        where = f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else f"<= {hi:g}"
+    kind = "an int" if isinstance(value, int) else "a finite number"
+    return f"{key} must be {kind} {where}; got {value!r}"
 
 
 def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
     """Return the problem of ``value`` under its field's declared check, or None."""
+    choices = tuple(meta["choices"]()) if "choices" in meta else ()
     if value is None:
         return None
-    if "choices" in meta:
-        choices = tuple(meta["choices"]())
-        if value not in choices:
-            hint = close_match(value, choices) if isinstance(value, str) else ""
-            return f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}"
+    if choices and value not in choices:
+        hint = close_match(value, choices) if isinstance(value, str) else ""
+        return f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}"
     if meta.get("nonempty") and not value.strip():
         return f"{key} must be a non-empty string; got {value!r}"
-    if "check" in meta:
-        try:
-            meta["check"](value)
-        except ValueError as e:
-            return f"{key}: {e}"
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if isinstance(hi, str):  # a sibling field bounds this one where it is itself valid
-        hi = getattr(obj, hi)
-        hi = hi if math.isfinite(hi) and hi >= 0 else None
-    if lo is None and hi is None:
-        return None
-    lo_open, hi_open = meta.get("lo_open", False), meta.get("hi_open", False)
-    lo_ok = lo is None or (value > lo if lo_open else value >= lo)
-    hi_ok = hi is None or (value < hi if hi_open else value <= hi)
-    if math.isfinite(value) and lo_ok and hi_ok:
-        return None
-    kind = "an int" if isinstance(value, int) else "a finite number"
-    return f"{key} must be {kind} {_interval(lo, hi, lo_open, hi_open)}; got {value!r}"
+    try:
+        meta.get("check", lambda v: None)(value)
+    except ValueError as e:
+        return f"{key}: {e}"
+    return _range(key, value, meta, obj) if "lo" in meta or "hi" in meta else None
 
 
 def _typed(obj: Any, prefix: str, errors: list[str], skip: tuple[str, ...] = ()) -> Any:
@@ -98,11 +90,9 @@ def _options(cfg: S.Config, section: str, errors: list[str]) -> Any:
 def _normalize(cfg: S.Config) -> S.Config:
     """Return ``cfg`` with every value of its declared type, or raise naming each bad key."""
     errors: list[str] = []
-    for section, cls in S.SECTIONS.items():
-        if not isinstance(getattr(cfg, section), cls):
-            errors.append(
-                f"{section} must be a {cls.__name__}; got {type(getattr(cfg, section)).__name__}"
-            )
+    for name, cls in S.SECTIONS.items():
+        got = type(getattr(cfg, name))
+        errors += [f"{name} must be a {cls.__name__}; got {got.__name__}"] if got is not cls else []
     if not errors:
         cfg = _typed(cfg, "", errors, skip=(*S.SECTIONS, "rule"))
         data, optim = _typed(cfg.data, "data.", errors), _typed(cfg.optim, "optim.", errors)
