@@ -773,7 +773,9 @@ def test_describe():
 
 def test_model_options_follow_the_arch():
     wrong = C.Config(name="x", model=C.ModelConfig(options=get_model_entry("nfresnet18").options()))
-    with pytest.raises(ValueError, match="model.options must be a VGGOptions for model.arch 'vgg'"):
+    with pytest.raises(
+        ValueError, match=r"model\.options must be a VGGOptions for model\.arch 'vgg'"
+    ):
         C.validate(wrong)
     vgg = C.get_config("cifar10_vgg", ["model.fc_dropout=0.3"])
     assert vgg.model.options == VGGOptions(fc_dropout=0.3)

@@ -100,11 +100,11 @@ def from_dict(d: Mapping[str, Any]) -> S.Config:
     if "name" not in d:
         raise ValueError("from_dict: missing required key 'name'")
     _check_keys("", d, [f.name for f in dataclasses.fields(S.Config)])
+    imports = S.import_plugins(d.get("imports", ()))  # first: they register entries and keys
     for key in (*S.SECTIONS, *S.SELECTORS):
         if key in d and not isinstance(d[key], Mapping):
             raise ValueError(f"from_dict: {key} must be a mapping; got {type(d[key]).__name__}")
         _check_keys(key, d.get(key, {}), S.section_keys(key))
-    imports = S.import_plugins(d.get("imports", ()))
     top = {k: v for k, v in d.items() if k not in (*S.SECTIONS, "rule", "imports")}
     model = {k: v for k, v in d.get("model", {}).items() if k in S.MODEL_COMMON}
     sections = {s: S.SECTIONS[s](**d.get(s, {})) for s in ("data", "optim")}

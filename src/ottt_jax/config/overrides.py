@@ -31,6 +31,12 @@ def _unknown(key: str, cfg: S.Config) -> str:
             f"unknown key {key!r}; valid sections: {', '.join(dict.fromkeys(sections))}; valid "
             f"top-level keys: {', '.join(S.TOP_KEYS)}{close_match(key, S.all_keys())}"
         )
+    selected = S.get_key(cfg, S.SELECTORS[section]) if section in S.SELECTORS else None
+    if dot and selected is not None and selected not in S.option_types(section):
+        return (
+            f"unknown key {key!r}: {S.SELECTORS[section]} {selected!r} is not registered (its "
+            "plugin must be imported first: imports=... or ottt-train --import)"
+        )
     if dot:
         if section in S.SELECTORS and S.option_fields(section, name):
             return S.error_text(cfg, [S.option_error(section, cfg, name)])

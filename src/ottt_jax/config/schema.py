@@ -344,6 +344,8 @@ def import_plugins(specs: Iterable[str]) -> tuple[str, ...]:
     """
     done = []
     for spec in specs:
+        if not isinstance(spec, str) or not spec.strip():
+            raise ValueError(f"imports: expects module names or .py paths; got {spec!r}")
         path = os.path.abspath(spec) if spec.endswith(".py") else None
         name = "ottt_plugin_" + re.sub(r"\W", "_", path or spec)
         try:
