@@ -1,11 +1,8 @@
 """Serialization, comparison and summaries of a :class:`~ottt_jax.config.Config`.
 
-``to_dict`` / ``from_dict`` round-trip exactly (also through JSON). The saved format is the
-nested dict of sections and fields; ``model`` holds the common fields and then its options, flat
-(``model.vgg_cfg``, ...), and ``rule`` the rule's options. Configs saved by version 0.1, whose
-``model`` held every architecture's fields and whose ``rule`` held ``k`` for every method, still
-load: an option the entry does not have is dropped when it holds that option's default.
-``from_dict`` first imports the config's ``imports`` (plugins), so what they register is known.
+``to_dict`` / ``from_dict`` round-trip exactly (also through JSON): sections are dicts, options
+flat in theirs (``model.vgg_cfg``, ``rule.k``). ``from_dict`` imports the config's ``imports``
+first. Configs saved by 0.1 still load: an option the entry lacks is dropped if it is a default.
 """
 
 from __future__ import annotations
@@ -20,35 +17,29 @@ from ottt_jax.config.validate import validate
 from ottt_jax.data import catalog
 
 __all__ = ["describe", "diff", "field_docs", "from_dict", "to_dict", "to_flat_dict"]
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+_ABSENT = type("_Absent", (), {"__repr__": lambda self: "(not an option)"})()
 
 
 def _flat(cfg: S.Config) -> dict[str, Any]:
+    if not isinstance(cfg, S.Config):
+        raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
     return {key: S.get_key(cfg, key) for key in S.all_keys(cfg)}
 
 
+def to_flat_dict(cfg: S.Config) -> dict[str, Any]:
+    """Return ``cfg`` as a flat JSON-serializable dict keyed by dotted names (for hparam logs)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in _flat(cfg).items()}
+
+
 def to_dict(cfg: S.Config) -> dict[str, Any]:
-    """Return ``cfg`` as a nested, JSON-serializable dict (tuples become lists).
+    """Return ``cfg`` as a nested JSON-serializable dict, in field order (tuples become lists).
 
-    Args:
-      cfg: the configuration.
-
-    Returns:
-      ``{'name': ..., ..., 'model': {...}, 'data': {...}, 'optim': {...}, 'rule': {...}, ...}``
-      in field order; :func:`from_dict` inverts it exactly, also after a JSON round trip.
+    :func:`from_dict` inverts it exactly, also after a JSON round trip.
     """
-    if not isinstance(cfg, S.Config):
-        raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
-    out: dict[str, Any] = {}
-    for fld in dataclasses.fields(S.Config):
-        if fld.name in (*S.SECTIONS, *S.SELECTORS):
-            keys = S.section_keys(fld.name, cfg)
-            out[fld.name] = {k: _jsonable(S.get_key(cfg, f"{fld.name}.{k}")) for k in keys}
-        else:
-            out[fld.name] = _jsonable(getattr(cfg, fld.name))
+    flat, out = to_flat_dict(cfg), {}
+    for name in (f.name for f in dataclasses.fields(S.Config)):
+        inner = {k.partition(".")[2]: v for k, v in flat.items() if k.startswith(name + ".")}
+        out[name] = inner if name in (*S.SECTIONS, "rule") else flat[name]
     return out
 
 
@@ -81,19 +72,10 @@ def _options_from_dict(section: str, value: Mapping[str, Any], cfg: S.Config) ->
 
 
 def from_dict(d: Mapping[str, Any]) -> S.Config:
-    """Build and validate a :class:`Config` from :func:`to_dict`'s output.
+    """Build and validate a :class:`Config` from :func:`to_dict`'s output (possibly via JSON).
 
-    Missing keys take their defaults (configs saved by an older version still load, except
-    ``name``, which is required); unknown keys are an error. The ``imports`` are imported first.
-
-    Args:
-      d: a nested mapping as written by :func:`to_dict` (possibly via JSON).
-
-    Returns:
-      The validated configuration.
-
-    Raises:
-      ValueError: for a missing name, unknown keys (listing the valid ones) or invalid values.
+    Missing keys take their defaults (except ``name``); unknown keys are a ValueError listing the
+    valid ones. The ``imports`` are imported first, so their entries' keys are known.
     """
     if not isinstance(d, Mapping):
         raise ValueError(f"from_dict expects a mapping, got {type(d).__name__}")
@@ -108,27 +90,11 @@ def from_dict(d: Mapping[str, Any]) -> S.Config:
     top = {k: v for k, v in d.items() if k not in (*S.SECTIONS, "rule", "imports")}
     model = {k: v for k, v in d.get("model", {}).items() if k in S.MODEL_COMMON}
     sections = {s: S.SECTIONS[s](**d.get(s, {})) for s in ("data", "optim")}
-    cfg = S.Config(**top, **sections, model=S.SECTIONS["model"](**model), imports=imports)
+    cfg = S.Config(**top, **sections, model=S.ModelConfig(**model), imports=imports)
     options = _options_from_dict("model", d.get("model", {}), cfg)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
-    return validate(
-        dataclasses.replace(cfg, rule=_options_from_dict("rule", d.get("rule", {}), cfg))
-    )
-
-
-class _Absent:
-    def __repr__(self) -> str:
-        return "(not an option)"
-
-
-_ABSENT = _Absent()
-
-
-def to_flat_dict(cfg: S.Config) -> dict[str, Any]:
-    """Return ``cfg`` as a flat JSON-serializable dict keyed by dotted names (for hparam logs)."""
-    if not isinstance(cfg, S.Config):
-        raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
-    return {k: _jsonable(v) for k, v in _flat(cfg).items()}
+    rule = _options_from_dict("rule", d.get("rule", {}), cfg)
+    return validate(dataclasses.replace(cfg, rule=rule))
 
 
 def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[str]:
@@ -140,24 +106,21 @@ def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[s
       ignore: dotted keys or whole sections (``'data'``) to skip, e.g. :data:`RESUMABLE_KEYS`.
 
     Returns:
-      One ``'key: a != b'`` line per differing key, values as Python reprs, in field order;
-      empty when the two agree. An option only one side's entry has shows as
-      ``(not an option)`` on the other side.
+      One ``'key: a != b'`` line per differing key (Python reprs), in field order; an option
+      only one side's entry has shows as ``(not an option)`` on the other side.
     """
-    for c in (cfg_a, cfg_b):
-        if not isinstance(c, S.Config):
-            raise ValueError(f"diff expects two Configs, got {type(c).__name__}")
+    if not isinstance(cfg_a, S.Config) or not isinstance(cfg_b, S.Config):
+        raise ValueError(f"diff expects two Configs, got {type(cfg_b).__name__}")
     skip = set(ignore)
     unknown = sorted(skip - set(S.all_keys()) - {*S.SECTIONS, *S.SELECTORS})
     if unknown:
         raise ValueError(f"diff: unknown key(s) in ignore: {', '.join(map(repr, unknown))}")
     a, b = _flat(cfg_a), _flat(cfg_b)
-    out = []
-    for key in [*a, *(k for k in b if k not in a)]:
-        va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
-        if va != vb and key not in skip and key.partition(".")[0] not in skip:
-            out.append(f"{key}: {va!r} != {vb!r}")
-    return out
+    keys = [
+        k for k in [*a, *(k for k in b if k not in a)] if {k, k.partition(".")[0]}.isdisjoint(skip)
+    ]
+    va, vb = ({k: x.get(k, _ABSENT) for k in keys} for x in (a, b))
+    return [f"{k}: {va[k]!r} != {vb[k]!r}" for k in keys if va[k] != vb[k]]
 
 
 def field_docs() -> dict[str, str]:
@@ -184,84 +147,61 @@ def field_docs() -> dict[str, str]:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, bool) or value is None:
+        return {True: "on", False: "off", None: "none"}[value]
     if isinstance(value, tuple):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
+        return "[" + ",".join(map(str, value)) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _describe_parts(cfg: S.Config) -> dict[str, str]:
-    """Return the derived pieces of :func:`describe`: method, arch, options, surrogate, data."""
-    m, d = cfg.model, cfg.data
-    opts = {
-        k: S.get_key(cfg, f"model.{k}") for k in S.section_keys("model", cfg)[len(S.MODEL_COMMON) :]
-    }
+def _describe_model(cfg: S.Config) -> list[str]:
+    """Return :func:`describe`'s method, model, neuron and options lines."""
+    m, keys = cfg.model, S.section_keys("model", cfg)[len(S.MODEL_COMMON) :]
+    opts = {k: S.get_key(cfg, f"model.{k}") for k in keys}
     arch = m.arch + (f" {_fmt(opts.pop('vgg_cfg'))}" if "vgg_cfg" in opts else "")
     known = cfg.method in rules.rule_names()
     method = rules.get_rule(cfg.method).summary if known else "unknown method"
     read = [f"rule.{k}={S.get_key(cfg, 'rule.' + k)}" for k in S.section_keys("rule", cfg)]
-    method += f" ({', '.join(read)})" if read else ""
     try:
         surr = ", ".join(f"{k}={v:g}" for k, v in S.surrogate_kwargs(m).items())
     except (ValueError, TypeError):
         surr = f"param={_fmt(m.surrogate_param)}"
+    return [
+        f"  method  {cfg.method}: {method}" + (f" ({', '.join(read)})" if read else ""),
+        f"  time    T={cfg.num_steps} train, T={cfg.effective_eval_num_steps} eval; "
+        f"loss β={cfg.loss_beta:g}; compute {cfg.compute_dtype}; seed {cfg.seed}",
+        f"  model   {arch} -> {m.num_classes} classes",
+        f"  neuron  LIF decay={m.decay:g} v_th={m.v_th:g}; surrogate {m.surrogate}({surr})",
+        "  options " + (" ".join(f"{k}={_fmt(v)}" for k, v in opts.items()) or "none"),
+    ]
+
+
+def describe(cfg: S.Config) -> str:
+    """Return a readable multi-line summary of ``cfg`` (need not be valid), one line per topic."""
+    d, o = cfg.data, cfg.optim
     spec = catalog.get_dataset(d.dataset) if d.dataset in catalog.dataset_names() else None
     shape = "unknown dataset"
     if spec is not None:
         h, w, c = spec.frame_shape
         shape = f"{h}×{w}×{c}, {spec.num_train} train / {spec.num_test} test"
     try:
-        frames = f", {cfg.effective_num_frames} frames" if cfg.effective_num_frames else ""
+        shape += f", {cfg.effective_num_frames} frames" if cfg.effective_num_frames else ""
     except ValueError:
-        frames = f", {_fmt(d.num_frames)} frames (invalid)"
-    options = " ".join(f"{k}={_fmt(v)}" for k, v in opts.items()) or "none"
-    return {
-        "method": method,
-        "arch": arch,
-        "options": options,
-        "surr": surr,
-        "data": shape + frames,
-    }
-
-
-def describe(cfg: S.Config) -> str:
-    """Return a readable multi-line summary of ``cfg``, one line per topic.
-
-    Args:
-      cfg: the configuration (need not be valid).
-
-    Returns:
-      Lines for the method and time steps, model, neuron, options, data, optimizer and run
-      control, without a trailing newline.
-    """
-    m, d, o, p = cfg.model, cfg.data, cfg.optim, _describe_parts(cfg)
+        shape += f", {_fmt(d.num_frames)} frames (invalid)"
     if o.name == "sgd":
         opt = f"sgd lr={o.lr:g} momentum={o.momentum:g}" + (" nesterov" if o.nesterov else "")
     else:
         opt = f"{o.name} lr={o.lr:g} b1={o.adam_b1:g} b2={o.adam_b2:g} eps={o.adam_eps:g}"
     sched = o.schedule + (f" to {o.min_lr:g}" if o.schedule == "cosine" else "")
-    lines = [
+    return "\n".join([
         f"config {cfg.name!r}",
-        f"  method  {cfg.method}: {p['method']}",
-        f"  time    T={cfg.num_steps} train, T={cfg.effective_eval_num_steps} eval; "
-        f"loss β={cfg.loss_beta:g}; compute {cfg.compute_dtype}; seed {cfg.seed}",
-        f"  model   {p['arch']} -> {m.num_classes} classes",
-        f"  neuron  LIF decay={m.decay:g} v_th={m.v_th:g}; surrogate {m.surrogate}({p['surr']})",
-        f"  options {p['options']}",
-        f"  data    {d.dataset} ({p['data']}); batch {d.batch_size}, eval batch "
-        f"{d.eval_batch_size}; augment {_fmt(d.augment)}; workers {d.worker_count}; "
-        f"dir {_fmt(d.data_dir)}",
+        *_describe_model(cfg),
+        f"  data    {d.dataset} ({shape}); batch {d.batch_size}, eval batch {d.eval_batch_size}; "
+        f"augment {_fmt(d.augment)}; workers {d.worker_count}; dir {_fmt(d.data_dir)}",
         f"  optim   {opt} wd={o.weight_decay:g}; {sched}, warmup {o.warmup_epochs:g} of "
         f"{o.epochs} epochs; grad_clip {_fmt(o.grad_clip)}",
         f"  run     workdir {_fmt(cfg.workdir)}; resume {_fmt(cfg.resume)}; max_train_steps "
         f"{_fmt(cfg.max_train_steps)}; progress {_fmt(cfg.progress)}",
         f"  every   log {cfg.log_every} it; eval {cfg.eval_every_epochs} epoch(s); checkpoint "
-        f"{cfg.checkpoint_every_steps} it, keep {cfg.max_checkpoints} + best "
-        f"{_fmt(cfg.keep_best)}",
-    ]
-    return "\n".join(lines)
+        f"{cfg.checkpoint_every_steps} it, keep {cfg.max_checkpoints} + best {_fmt(cfg.keep_best)}",
+    ])  # fmt: skip
