@@ -1,10 +1,8 @@
 """Dotted-key overrides: ``'optim.lr=0.05'`` strings or mappings, parsed by each field's type.
 
-Text is parsed by the type of the target field (:func:`~ottt_jax.config.schema.convert`): int and
-float literals (``128``, ``2e-5``), ``true``/``false``/``1``/``0``, strings stripped, ``none`` or
-``null`` for optional fields, ``a,b`` lists for tuples; a field with its own ``parse`` (the VGG
-layout ``model.vgg_cfg=[32,M,64]``) parses its text itself. ``imports``, ``method`` and
-``model.arch`` are applied first, so the other keys may name what they register or select.
+Text is parsed by :func:`~ottt_jax.config.schema.convert` (a field with a ``parse`` of its own,
+such as ``model.vgg_cfg=[32,M,64]``, parses itself). ``imports``, ``method`` and ``model.arch``
+apply first, so the other keys may name what a plugin registers or what they select.
 """
 
 from __future__ import annotations
@@ -25,10 +23,10 @@ _FIRST = ("imports", "method", "model.arch")
 def _unknown(key: str, cfg: S.Config) -> str:
     """Return the message of an unknown dotted ``key``, listing what is valid there."""
     section, dot, name = key.partition(".")
-    sections = (*S.SECTIONS, *S.SELECTORS)
+    sections = S.all_sections()
     if dot and section not in sections:
         return (
-            f"unknown key {key!r}; valid sections: {', '.join(dict.fromkeys(sections))}; valid "
+            f"unknown key {key!r}; valid sections: {', '.join(sections)}; valid "
             f"top-level keys: {', '.join(S.TOP_KEYS)}{close_match(key, S.all_keys())}"
         )
     selected = S.get_key(cfg, S.SELECTORS[section]) if section in S.SELECTORS else None
@@ -54,7 +52,7 @@ def _unknown(key: str, cfg: S.Config) -> str:
     hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, S.all_keys())
     return (
         f"unknown key {key!r}; valid top-level keys: {', '.join(S.TOP_KEYS)}; sections: "
-        f"{', '.join(s + '.*' for s in dict.fromkeys(sections))}{hint}"
+        f"{', '.join(s + '.*' for s in sections)}{hint}"
     )
 
 
@@ -65,7 +63,6 @@ def _target(key: str, cfg: S.Config) -> tuple[Any, dataclasses.Field]:
         obj = cfg if key in S.TOP_KEYS else None
     elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
         obj = S.options_of(cfg, section)
-        obj = obj if obj is not None else (S.options_type(section, cfg) or (lambda: None))()
     else:
         obj = getattr(cfg, section) if section in S.SECTIONS else None
     fields = {f.name: f for f in dataclasses.fields(obj)} if obj is not None else {}
@@ -76,14 +73,10 @@ def _target(key: str, cfg: S.Config) -> tuple[Any, dataclasses.Field]:
 
 def rebase(options: Any, cls: type | None) -> Any:
     """Return ``cls``'s options keeping the values ``options`` has for its fields (None: none)."""
-    if cls is None:
-        return None
-    if options is None or type(options) is cls:
-        return options
-    names = [f.name for f in dataclasses.fields(cls)]
-    return cls(
-        **{f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name in names}
-    )
+    if cls is None or options is None or type(options) is cls:
+        return None if cls is None else options
+    names = S.field_names(cls)
+    return cls(**{k: getattr(options, k) for k in S.field_names(type(options)) if k in names})
 
 
 def _set(cfg: S.Config, key: str, obj: Any, name: str, value: Any) -> S.Config:
@@ -92,33 +85,32 @@ def _set(cfg: S.Config, key: str, obj: Any, name: str, value: Any) -> S.Config:
     new = dataclasses.replace(obj, **{name: value})
     if not dot:
         cfg = new
-    elif section == "rule":
-        cfg = dataclasses.replace(cfg, rule=new)
-    elif section == "model" and name not in S.MODEL_COMMON:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=new))
+    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
+        cfg = _with_options(cfg, section, new)
     else:
         cfg = dataclasses.replace(cfg, **{section: new})
-    if key in ("method", "model.arch"):  # the new entry keeps the options both have
-        section = "rule" if key == "method" else "model"
-        options = rebase(S.options_of(cfg, section), S.options_type(section, cfg))
-        if section == "rule":
-            return dataclasses.replace(cfg, rule=options)
-        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
+    for sec, selector in S.SELECTORS.items():
+        if selector == key:  # the newly selected entry keeps the options both have
+            cfg = _with_options(cfg, sec, rebase(S.options_of(cfg, sec), S.options_type(sec, cfg)))
     return cfg
+
+
+def _with_options(cfg: S.Config, section: str, options: Any) -> Any:
+    """Return ``cfg`` with the options of ``section`` replaced (``model.options``, ``rule``)."""
+    if section == "rule":
+        return dataclasses.replace(cfg, rule=options)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
 
 
 def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[tuple[str, Any]]:
     """Turn the accepted override forms into ``(key, value)`` pairs; string values stay text."""
-    if isinstance(overrides, str):
-        overrides = [overrides]
-    items: list[tuple[str, Any]] = []
+    overrides = [overrides] if isinstance(overrides, str) else overrides
     if isinstance(overrides, Mapping):
-        for key, value in overrides.items():
-            if key in (*S.SECTIONS, *S.SELECTORS) and isinstance(value, Mapping):
-                items += [(f"{key}.{k}", v) for k, v in value.items()]
-            else:
-                items.append((key, value))
-        return items
+        nested = [
+            k for k, v in overrides.items() if k in S.all_sections() and isinstance(v, Mapping)
+        ]
+        items = [(f"{k}.{n}", v) for k in nested for n, v in overrides[k].items()]
+        return items + [(k, v) for k, v in overrides.items() if k not in nested]
     if not isinstance(overrides, Sequence):
         raise ValueError(
             "overrides must be 'key=value' strings or a mapping of keys to values; got "
@@ -129,38 +121,29 @@ def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[
             raise ValueError(
                 f"override {entry!r} must look like 'key=value' (e.g. 'optim.lr=0.05')"
             )
-        key, _, text = entry.partition("=")
-        if not key.strip():
+        if not entry.partition("=")[0].strip():
             raise ValueError(f"override {entry!r} has an empty key")
-        items.append((key, text))
-    return items
+    return [tuple(entry.partition("=")[::2]) for entry in overrides]
 
 
 def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] | str) -> S.Config:
-    """Return ``cfg`` with dotted-key overrides applied, validated.
+    """Return ``cfg`` with dotted-key overrides applied, validated (``cfg`` is unchanged).
 
     Args:
       cfg: the base configuration.
-      overrides: ``'key=value'`` strings (a single string counts as one override), or a mapping
-        from dotted keys to values (text is parsed like the strings; other values must match the
-        field's type). A mapping may also nest a section: ``{'optim': {'lr': 0.05}}``. Later
-        entries win; ``imports``, ``method`` and ``model.arch`` apply first.
-
-    Returns:
-      The new, validated :class:`Config` (``cfg`` itself is unchanged).
+      overrides: ``'key=value'`` strings (or one), or a mapping from dotted keys to values (text
+        is parsed like the strings, other values must have the field's type), which may nest a
+        section: ``{'optim': {'lr': 0.05}}``. Later entries win.
 
     Raises:
-      ValueError: for an unknown key (the message lists the valid keys), an unparsable value or
-        an invalid result (see :func:`validate`).
+      ValueError: an unknown key (listing the valid ones), a bad value or an invalid result.
     """
     if not isinstance(cfg, S.Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
     items = _override_items(overrides)
-    for key, _ in items:
-        if not isinstance(key, str) or not key.strip():
-            raise ValueError(f"override keys must be non-empty strings; got {key!r}")
-    items = sorted(((k.strip(), v) for k, v in items), key=lambda kv: kv[0] not in _FIRST)
-    for key, value in items:
+    for key in (k for k, _ in items if not isinstance(k, str) or not k.strip()):
+        raise ValueError(f"override keys must be non-empty strings; got {key!r}")
+    for key, value in sorted(((k.strip(), v) for k, v in items), key=lambda i: i[0] not in _FIRST):
         obj, fld = _target(key, cfg)
         tp = S.field_types(type(obj))[fld.name]
         value = S.convert(key, value, fld, tp, text=isinstance(value, str))

@@ -218,6 +218,11 @@ def _default_options(section: str, selected: Any, make: bool = True) -> Any:
     return cls() if make and cls is not None else cls
 
 
+def all_sections() -> tuple[str, ...]:
+    """Return the section names: ``('model', 'data', 'optim', 'rule')``."""
+    return (*SECTIONS, "rule")
+
+
 def get_key(cfg: Any, key: str) -> Any:
     """Return the value of the dotted ``key`` in ``cfg`` (options read from their dataclass)."""
     section, dot, name = key.partition(".")
