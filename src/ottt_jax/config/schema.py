@@ -1,18 +1,15 @@
 """The configuration schema: the frozen dataclasses of a run, their field types, checks and keys.
 
-Each field carries its documentation in ``metadata['doc']`` and, where it has one, its own check:
-``choices`` (a callable listing the accepted names at use time, e.g. the rule registry's), a range
-(``lo``/``hi``, ``hi`` may name a sibling field), ``check`` (the owning object's own check) or
-``nonempty``. Two sections hold *options*, whose keys come from a registry entry's options
-dataclass: ``model.*`` after the common fields (the type of ``model.arch``'s entry) and ``rule.*``
-(the type of the ``options`` of the rule ``method`` names).
+A field's ``metadata`` holds its ``doc`` and its own check: ``choices`` (names listed from a
+registry at use time), a range ``lo``/``hi`` (``hi`` may name a sibling), ``check`` (its owner's)
+or ``nonempty``. The ``model.*`` options and ``rule.*`` keys are the fields of the options
+dataclass of the registry entry that ``model.arch`` / ``method`` selects (:data:`SELECTORS`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import importlib.util
 import numbers
 import os
@@ -29,7 +26,6 @@ from ottt_jax.data import catalog
 from ottt_jax.data.pipeline import check_batch_size
 from ottt_jax.losses import check_beta
 from ottt_jax.models import registry as model_registry
-from ottt_jax.models.registry import model_names
 from ottt_jax.neuron import LIF
 
 #: Optimizers, learning-rate schedules and compute dtypes of the forward/backward pass.
@@ -38,12 +34,10 @@ SCHEDULES = ("cosine", "constant")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
-def _f(
-    default: Any = dataclasses.MISSING, doc: str = "", default_factory: Any = None, **meta: Any
-) -> Any:
+def _f(default: Any = dataclasses.MISSING, doc: str = "", **meta: Any) -> Any:
     """Declare a field with its documentation and checks in ``metadata``."""
-    if default_factory is not None:
-        return dataclasses.field(default_factory=default_factory, metadata={"doc": doc})
+    if isinstance(default, type):  # a section: its dataclass makes the default
+        return dataclasses.field(default_factory=default, metadata={"doc": doc})
     return dataclasses.field(default=default, metadata={"doc": doc, **meta})
 
 
@@ -63,7 +57,9 @@ def _lif(name: str) -> Callable[[float], Any]:
 class ModelConfig:
     """The spiking network (``model.*``): the common fields and the arch's ``options``."""
 
-    arch: str = _f("vgg", "network, a model of ottt_jax.models.registry.", choices=model_names)
+    arch: str = _f(
+        "vgg", "network, a model of ottt_jax.models.registry.", choices=model_registry.model_names
+    )
     num_classes: int = _f(10, "classifier outputs K; the dataset's class count.", lo=1)
     decay: float = _f(0.5, "LIF leak λ = 1 − 1/τ in (0, 1] (paper: 0.5).", check=_lif("decay"))
     v_th: float = _f(1.0, "firing threshold V_th > 0 (paper: 1.0).", check=_lif("v_th"))
@@ -145,9 +141,9 @@ class Config:
         "forward/backward dtype; parameters stay float32.",
         choices=lambda: COMPUTE_DTYPES,
     )
-    model: ModelConfig = _f(doc="the network (model.* keys).", default_factory=ModelConfig)  # noqa: RUF009
-    data: DataConfig = _f(doc="the dataset and pipeline (data.* keys).", default_factory=DataConfig)  # noqa: RUF009
-    optim: OptimConfig = _f(doc="optimizer, schedule (optim.* keys).", default_factory=OptimConfig)  # noqa: RUF009
+    model: ModelConfig = _f(ModelConfig, "the network (model.* keys).")  # noqa: RUF009
+    data: DataConfig = _f(DataConfig, "the dataset and pipeline (data.* keys).")  # noqa: RUF009
+    optim: OptimConfig = _f(OptimConfig, "optimizer and schedule (optim.* keys).")  # noqa: RUF009
     rule: Any = _f(None, "the rule's options dataclass, None if it has none (rule.* keys).")  # noqa: RUF009
     workdir: str | None = _f(
         None, "run directory; None: runs/<name>-<method>[-<hash of overrides>].", nonempty=True
@@ -175,10 +171,7 @@ class Config:
 
     @property
     def effective_num_frames(self) -> int | None:
-        """Return the frames per sample of event data (``data.num_frames`` or T), else None.
-
-        This is :func:`ottt_jax.data.catalog.resolve_num_frames` (its ValueError included).
-        """
+        """Return event data's frames per sample (``data.num_frames`` or T; the catalog's rule)."""
         return catalog.resolve_num_frames(
             self.data.dataset, self.data.num_frames, num_steps=self.num_steps
         )
@@ -203,7 +196,7 @@ SELECTORS = {"model": "model.arch", "rule": "method"}
 def option_types(section: str) -> dict[str, type | None]:
     """Return ``{entry: its options type, or None}`` of the model or rule registry, now."""
     if section == "model":
-        return {a: model_registry.get_model_entry(a).options for a in model_names()}
+        return {a: model_registry.get_model_entry(a).options for a in model_registry.model_names()}
     found = {n: rules.get_rule(n).options for n in rules.rule_names()}
     return {n: None if o is None else type(o) for n, o in found.items()}
 
@@ -339,13 +332,9 @@ def convert(key: str, value: Any, fld: dataclasses.Field, tp: Any, *, text: bool
 
 
 def import_plugins(specs: Iterable[str]) -> tuple[str, ...]:
-    """Import plugin modules (dotted names, or ``.py`` files, once each per process).
+    """Import plugins: module names (``mypkg.mod``) or ``.py`` files (once per process each).
 
-    Args:
-      specs: module names (``mypkg.mymodule``) or paths of Python files.
-
-    Returns:
-      The specs as recorded in ``Config.imports``: files as absolute paths, names as given.
+    Returns the specs as ``Config.imports`` records them: files as absolute paths.
     """
     done = []
     for spec in specs:
@@ -370,16 +359,10 @@ def import_plugins(specs: Iterable[str]) -> tuple[str, ...]:
 
 
 def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
-    """Return the keyword parameters of ``model.surrogate`` for ``get_surrogate``.
+    """Return ``get_surrogate``'s parameters of ``model.surrogate``, e.g. ``{'alpha': 4.0}``.
 
-    ``surrogate_param=None`` resolves to the surrogate's default and, for 'clamp', to ``v_th``:
-    the paper's ``1[|v − V_th| < V_th]``.
-
-    Args:
-      model: the model section.
-
-    Returns:
-      e.g. ``{'alpha': 4.0}``.
+    ``surrogate_param=None`` is the surrogate's default; for 'clamp' it is ``v_th`` (the paper's
+    ``1[|v − V_th| < V_th]``).
     """
     names = surrogate_lib.surrogate_names()
     if model.surrogate not in names:
@@ -394,8 +377,10 @@ def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
 
 def error_text(cfg: Any, errors: list[str]) -> str:
     """Return the ``invalid config 'name': ...`` message of one or more problems."""
-    name = getattr(cfg, "name", "?")
-    if len(errors) == 1:
-        return f"invalid config {name!r}: {errors[0]}"
-    body = "\n".join(f"  - {e}" for e in errors)
-    return f"invalid config {name!r} ({len(errors)} problems):\n{body}"
+    name, body = getattr(cfg, "name", "?"), "".join(f"\n  - {e}" for e in errors)
+    one = len(errors) == 1
+    return (
+        f"invalid config {name!r}: {errors[0]}"
+        if one
+        else f"invalid config {name!r} ({len(errors)} problems):{body}"
+    )
