@@ -16,7 +16,7 @@ from ottt_jax.config import schema as S
 from ottt_jax.data import catalog
 from ottt_jax.models import registry as model_registry
 from ottt_jax.registry import close_match
-from ottt_jax.surrogate import get_surrogate
+from ottt_jax.surrogate import get_surrogate, surrogate_names
 
 __all__ = ["validate"]
 
@@ -70,21 +70,16 @@ def _typed(obj: Any, prefix: str, errors: list[str], skip: tuple[str, ...] = ())
 def _options(cfg: S.Config, section: str, errors: list[str]) -> Any:
     """Return the section's options typed (None: its entry's defaults); errors name the keys."""
     selected, given = S.get_key(cfg, S.SELECTORS[section]), S.options_of(cfg, section)
-    entries = S.option_types(section)
-    if not isinstance(selected, str) or selected not in entries:
+    if not isinstance(selected, str) or selected not in S.option_types(section):
         return given  # the selector's own check reports it
-    cls = entries[selected]
-    if given is None:
-        return None if cls is None else cls()
-    if type(given) is not cls:
-        where = "model.options" if section == "model" else "rule"
-        want = "None" if cls is None else f"a {cls.__name__}"
+    cls, got = S.options_type(section, cfg), None if given is None else type(given)
+    if got is not cls:
+        where, want = "model.options" if section == "model" else "rule", getattr(cls, "__name__", 0)
         errors.append(
-            f"{where} must be {want} for {S.SELECTORS[section]} {selected!r}; got "
-            f"{type(given).__name__}"
+            f"{where} must be {f'a {want}' if want else 'None'} for {S.SELECTORS[section]} "
+            f"{selected!r}; got {type(given).__name__}"
         )
-        return given
-    return _typed(given, section + ".", errors)
+    return _typed(given, section + ".", errors) if got is cls and cls else given
 
 
 def _normalize(cfg: S.Config) -> S.Config:
@@ -106,19 +101,10 @@ def _normalize(cfg: S.Config) -> S.Config:
 
 
 def validate(cfg: S.Config) -> S.Config:
-    """Check every field of ``cfg`` and return it with normalized values.
+    """Return ``cfg`` with values of their declared types (ints for floats become floats, ...).
 
-    Checks types; each field's declared names, ranges and owner checks (method, arch, surrogate,
-    dataset, T ≥ 1, λ ∈ (0, 1], β ∈ [0, 1], lr ≥ 0, ...); the model's and the rule's options by
-    their owners; and consistency (num_classes against the dataset, the model's layer shapes on
-    its frames, frames of event data against T).
-
-    Args:
-      cfg: the configuration.
-
-    Returns:
-      An equal :class:`Config` whose values have their declared types (ints given for float
-      fields become floats, lists become tuples, None options their defaults).
+    Checks types, each field's own check (names, ranges, its owner's), the options by their
+    owners, and consistency (classes and frames against the dataset, the model's layer shapes).
 
     Raises:
       ValueError: naming each invalid key and what it accepts (all problems at once).
@@ -133,7 +119,7 @@ def validate(cfg: S.Config) -> S.Config:
         for fld in dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ():
             problem = _check_field(prefix + fld.name, getattr(obj, fld.name), fld.metadata, obj)
             errors += [problem] if problem else []
-    if m.surrogate_param is not None and _known(m.surrogate, S.ModelConfig, "surrogate"):
+    if m.surrogate_param is not None and m.surrogate in surrogate_names():
         try:
             get_surrogate(m.surrogate, **S.surrogate_kwargs(m))
         except ValueError as e:
@@ -141,7 +127,7 @@ def validate(cfg: S.Config) -> S.Config:
     if o.name == "sgd" and o.nesterov and o.momentum == 0:
         errors.append("optim.nesterov=true needs optim.momentum > 0; got momentum 0.0")
     spec = _check_dataset(errors, cfg)
-    if _known(m.arch, S.ModelConfig, "arch") and m.num_classes >= 1:
+    if m.arch in model_registry.model_names() and m.num_classes >= 1:
         _check_model(errors, m, spec)
     check = getattr(cfg.rule, "check", None)
     if callable(check) and cfg.num_steps >= 1:  # the rule options' own check against T
@@ -152,10 +138,6 @@ def validate(cfg: S.Config) -> S.Config:
     if errors:
         raise ValueError(S.error_text(cfg, errors))
     return cfg
-
-
-def _known(value: Any, cls: type, name: str) -> bool:
-    return value in {f.name: f for f in dataclasses.fields(cls)}[name].metadata["choices"]()
 
 
 def _check_dataset(errors: list[str], cfg: S.Config) -> catalog.DatasetSpec | None:
