@@ -44,30 +44,25 @@ def to_dict(cfg: S.Config) -> dict[str, Any]:
 
 
 def _check_keys(where: str, keys: Iterable[str], valid: list[str]) -> None:
-    bad = [k for k in keys if k not in valid]
+    bad = ", ".join(repr(f"{where}.{k}" if where else k) for k in keys if k not in valid)
     if bad:
-        prefix = f"{where}." if where else ""
-        listed = ", ".join(repr(prefix + str(b)) for b in bad)
         scope = f" in {where}" if where else ""
-        raise ValueError(
-            f"from_dict: unknown key(s) {listed}; valid keys{scope}: {', '.join(valid)}"
-        )
+        raise ValueError(f"from_dict: unknown key(s) {bad}; valid keys{scope}: {', '.join(valid)}")
 
 
 def _options_from_dict(section: str, value: Mapping[str, Any], cfg: S.Config) -> Any:
     """Return the options of ``section`` from the saved ``value`` (0.1 leftovers dropped)."""
     if S.get_key(cfg, S.SELECTORS[section]) not in S.option_types(section):
         return None  # an unknown model.arch / method: validate names it
-    cls, kept = S.options_type(section, cfg), {}
+    cls, common = S.options_type(section, cfg), S.MODEL_COMMON if section == "model" else ()
     for key, item in value.items():
-        if section == "model" and key in S.MODEL_COMMON:
-            continue
-        if key in S.field_names(cls):
-            kept[key] = item
-            continue
         default = tuple(item) if isinstance(item, list) else item
-        if not any(f.default == default for f in S.option_fields(section, key).values()):
+        foreign = key not in (*common, *S.field_names(cls))
+        if foreign and not any(
+            f.default == default for f in S.option_fields(section, key).values()
+        ):
             raise ValueError(f"from_dict: {S.option_error(section, cfg, key)}; got {item!r}")
+    kept = {k: v for k, v in value.items() if k in S.field_names(cls)}  # 0.1's defaults dropped
     return None if cls is None else cls(**kept)
 
 
@@ -124,11 +119,10 @@ def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[s
 
 
 def field_docs() -> dict[str, str]:
-    """Return the documentation of every key, ``{'optim.lr': 'peak learning rate ...', ...}``.
+    """Return every key's documentation, ``{'optim.lr': 'peak learning rate ...', ...}``.
 
-    The names a key accepts are listed from its registry at call time. Options come from the
-    registries' options dataclasses, each prefixed by the entries that have it, e.g.
-    ``'model.stochastic_depth': '(nfresnet18, nfresnet34, nfresnet50) drop probability...'``.
+    Accepted names are listed from their registry now; an option's doc is prefixed by the entries
+    that have it: ``'model.stochastic_depth': '(nfresnet18, nfresnet34, nfresnet50) drop ...'``.
     """
     docs = {}
     for cls, prefix in ((S.Config, ""), *((c, f"{s}.") for s, c in S.SECTIONS.items())):

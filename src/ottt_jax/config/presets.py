@@ -1,7 +1,7 @@
-"""Named presets: the authors' recipes (OTTT_A) and the quick ``digits`` run; ``get_config``.
+"""Named presets (a :class:`~ottt_jax.registry.Registry` of ``Config`` factories); ``get_config``.
 
-A preset is a zero-argument factory of a :class:`Config` in a :class:`~ottt_jax.registry.Registry`;
-the built-in ones are their overrides of the defaults (every other key is the default).
+The built-in ones, the authors' recipes (OTTT_A) and the quick ``digits`` run, are their
+overrides of the defaults.
 """
 
 from __future__ import annotations
@@ -46,12 +46,10 @@ _BUILTIN = {
 }  # fmt: skip
 
 
-def _preset(name: str, overrides: Mapping[str, Any]) -> Config:
-    return apply_overrides(Config(name=name), overrides)
-
-
 for _name, _overrides in _BUILTIN.items():
-    _PRESETS.register(_name, functools.partial(_preset, _name, _overrides))
+    _PRESETS.register(
+        _name, functools.partial(lambda n, o: apply_overrides(Config(name=n), o), _name, _overrides)
+    )
 
 
 def list_presets() -> list[str]:
@@ -60,12 +58,9 @@ def list_presets() -> list[str]:
 
 
 def register_preset(name: str, factory: Callable[[], Config], overwrite: bool = False) -> None:
-    """Add a named preset for :func:`get_config`.
+    """Add the preset ``name`` (not ending in '.json'): ``factory()`` returns its :class:`Config`.
 
-    Args:
-      name: the preset name (non-empty, not ending in '.json').
-      factory: a zero-argument function returning a :class:`Config`; it is validated when used.
-      overwrite: allow replacing an existing preset.
+    ``overwrite=True`` replaces a preset of that name; the config is validated when used.
     """
     if not isinstance(name, str) or not name.strip() or name.endswith(".json"):
         raise ValueError(
@@ -89,18 +84,10 @@ def unregister_preset(name: str) -> None:
 
 
 def get_config(name: str, overrides: Sequence[str] | Mapping[str, Any] | str = ()) -> Config:
-    """Return a validated preset, or a saved config file, with overrides applied.
-
-    Args:
-      name: a preset name (see :func:`list_presets`) or the path of a ``.json`` file holding
-        :func:`to_dict` output (e.g. the config saved in a run's workdir).
-      overrides: as for :func:`apply_overrides`.
-
-    Returns:
-      The validated :class:`Config`.
+    """Return a preset (:func:`list_presets`) or a saved ``.json`` config with ``overrides``.
 
     Raises:
-      ValueError: for an unknown preset (listing the presets), a missing file, or bad overrides.
+      ValueError: an unknown preset (listing the presets), a missing file or bad overrides.
     """
     if not isinstance(name, str):
         raise ValueError(f"config name must be a string; got {type(name).__name__}")
