@@ -63,15 +63,9 @@ class ModelConfig:
     num_classes: int = _f(10, "classifier outputs K; the dataset's class count.", lo=1)
     decay: float = _f(0.5, "LIF leak λ = 1 − 1/τ in (0, 1] (paper: 0.5).", check=_lif("decay"))
     v_th: float = _f(1.0, "firing threshold V_th > 0 (paper: 1.0).", check=_lif("v_th"))
-    surrogate: str = _f(
-        "sigmoid", "spike surrogate derivative at v − V_th.", choices=surrogate_lib.surrogate_names
-    )
-    surrogate_param: float | None = _f(
-        None, "the surrogate's parameter (> 0; 'clamp': v_th); None: its default."
-    )
-    options: Any = _f(  # noqa: RUF009
-        None, "the arch's options: its registry entry's options dataclass (model.<option> keys)."
-    )
+    surrogate: str = _f("sigmoid", "spike surrogate.", choices=surrogate_lib.surrogate_names)
+    surrogate_param: float | None = _f(None, "its parameter (> 0; None: its default).")
+    options: Any = _f(None, "the arch's options dataclass (model.<option> keys).")  # noqa: RUF009
 
     def __post_init__(self):
         if self.options is None:  # the registered arch's defaults
@@ -89,9 +83,7 @@ class DataConfig:
     eval_batch_size: int = _f(256, "evaluation batch size (>= 1).", check=check_batch_size)
     augment: bool = _f(True, "the official recipes' training augmentation (never in eval).")
     worker_count: int = _f(0, "data-loading worker processes (>= 0; 0: in process).", lo=0)
-    num_frames: int | None = _f(
-        None, "event data only: frames per sample, = num_steps; None: num_steps.", lo=1
-    )
+    num_frames: int | None = _f(None, "event data: frames per sample (= T; None: T).", lo=1)
 
 
 _UNIT = {"lo": 0, "hi": 1, "hi_open": True}
@@ -111,11 +103,9 @@ class OptimConfig:
     warmup_epochs: float = _f(0.0, "linear warmup epochs in [0, epochs].", lo=0, hi="epochs")
     epochs: int = _f(30, "training epochs (>= 1); the schedule spans them.", lo=1)
     grad_clip: float | None = _f(
-        None, "global-norm gradient clip (> 0); None: off.", lo=0, lo_open=1
+        None, "gradient global-norm clip (> 0; None: off).", lo=0, lo_open=1
     )
-    min_lr: float = _f(
-        0.0, "final learning rate of the cosine schedule, in [0, lr].", lo=0, hi="lr"
-    )
+    min_lr: float = _f(0.0, "final cosine learning rate, in [0, lr].", lo=0, hi="lr")
     adam_b1: float = _f(0.9, "AdamW first-moment decay β1 in [0, 1).", **_UNIT)
     adam_b2: float = _f(0.999, "AdamW second-moment decay β2 in [0, 1).", **_UNIT)
     adam_eps: float = _f(1e-8, "AdamW denominator epsilon (> 0).", lo=0, lo_open=True)
@@ -136,17 +126,13 @@ class Config:
     eval_num_steps: int | None = _f(None, "time steps T of evaluation (>= 1); None: T.", lo=1)
     loss_beta: float = _f(0.05, "β of the loss ((1−β)·CE + β·MSE)/T, in [0, 1].", check=check_beta)
     seed: int = _f(0, "seed (>= 0) of every random draw.", lo=0)
-    compute_dtype: str = _f(
-        "float32",
-        "forward/backward dtype; parameters stay float32.",
-        choices=lambda: COMPUTE_DTYPES,
-    )
+    compute_dtype: str = _f("float32", "forward/backward dtype.", choices=lambda: COMPUTE_DTYPES)
     model: ModelConfig = _f(ModelConfig, "the network (model.* keys).")  # noqa: RUF009
     data: DataConfig = _f(DataConfig, "the dataset and pipeline (data.* keys).")  # noqa: RUF009
     optim: OptimConfig = _f(OptimConfig, "optimizer and schedule (optim.* keys).")  # noqa: RUF009
     rule: Any = _f(None, "the rule's options dataclass, None if it has none (rule.* keys).")  # noqa: RUF009
     workdir: str | None = _f(
-        None, "run directory; None: runs/<name>-<method>[-<hash of overrides>].", nonempty=True
+        None, "run directory (None: runs/<name>-<method>[-<hash>]).", nonempty=1
     )
     log_every: int = _f(50, "log training metrics every this many iterations (>= 1).", lo=1)
     eval_every_epochs: int = _f(1, "evaluate every this many epochs (>= 1), and last.", lo=1)
@@ -155,9 +141,7 @@ class Config:
     max_checkpoints: int = _f(3, "number of recent periodic checkpoints kept (>= 1).", lo=1)
     resume: bool = _f(True, "continue from workdir's checkpoint (saved config must agree).")
     progress: bool = _f(True, "show progress bars during training and evaluation.")
-    max_train_steps: int | None = _f(
-        None, "stop after this many iterations (>= 1); None: all.", lo=1
-    )
+    max_train_steps: int | None = _f(None, "stop after this many iterations (>= 1).", lo=1)
     imports: tuple[str, ...] = _f((), "plugin modules or .py files imported before the config.")
 
     def __post_init__(self):
