@@ -62,6 +62,8 @@ def test_default_workdir_is_one_per_preset_method_and_trajectory_overrides():
     base = default_workdir(_digits())
     assert base == os.path.join("runs", "digits-ottt_a")
     assert default_workdir(_digits("method=bptt")) == os.path.join("runs", "digits-bptt")
+    # a method's default options (rule.k of sltt_k) are not a change from the preset
+    assert default_workdir(_digits("method=sltt_k")) == os.path.join("runs", "digits-sltt_k")
     # keys that do not change the trajectory (RESUMABLE_KEYS) keep the workdir: a rerun resumes
     resumable = ("max_train_steps=3", "log_every=1", "eval_num_steps=2", "data.eval_batch_size=8")
     assert default_workdir(_digits(*resumable)) == base

@@ -273,7 +273,8 @@ def default_workdir(cfg: config_lib.Config) -> str:
 
     mine = trajectory(cfg)
     if cfg.name in config_lib.list_presets():
-        base = trajectory(config_lib.get_config(cfg.name))
+        # the preset run with this method: its rule.* defaults are not a change (as before 0.2)
+        base = trajectory(config_lib.get_config(cfg.name, {"method": cfg.method}))
         absent = object()  # a key of one architecture only (a model option)
         mine = {
             k: mine.get(k, "(absent)")
