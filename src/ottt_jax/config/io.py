@@ -39,7 +39,7 @@ def to_dict(cfg: S.Config) -> dict[str, Any]:
     flat, out = to_flat_dict(cfg), {}
     for name in (f.name for f in dataclasses.fields(S.Config)):
         inner = {k.partition(".")[2]: v for k, v in flat.items() if k.startswith(name + ".")}
-        out[name] = inner if name in (*S.SECTIONS, "rule") else flat[name]
+        out[name] = inner if name in S.ALL_SECTIONS else flat[name]
     return out
 
 
@@ -78,7 +78,7 @@ def from_dict(d: Mapping[str, Any]) -> S.Config:
         raise ValueError("from_dict: missing required key 'name'")
     _check_keys("", d, [f.name for f in dataclasses.fields(S.Config)])
     imports = S.import_plugins(d.get("imports", ()))  # first: they register entries and keys
-    for key in (*S.SECTIONS, *S.SELECTORS):
+    for key in S.ALL_SECTIONS:
         if key in d and not isinstance(d[key], Mapping):
             raise ValueError(f"from_dict: {key} must be a mapping; got {type(d[key]).__name__}")
         _check_keys(key, d.get(key, {}), S.section_keys(key))
@@ -107,7 +107,7 @@ def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[s
     if not isinstance(cfg_a, S.Config) or not isinstance(cfg_b, S.Config):
         raise ValueError(f"diff expects two Configs, got {type(cfg_b).__name__}")
     skip = set(ignore)
-    unknown = sorted(skip - set(S.all_keys()) - {*S.SECTIONS, *S.SELECTORS})
+    unknown = sorted(skip - set(S.all_keys()) - set(S.ALL_SECTIONS))
     if unknown:
         raise ValueError(f"diff: unknown key(s) in ignore: {', '.join(map(repr, unknown))}")
     a, b = _flat(cfg_a), _flat(cfg_b)

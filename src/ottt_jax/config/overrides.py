@@ -23,7 +23,7 @@ _FIRST = ("imports", "method", "model.arch")
 def _unknown(key: str, cfg: S.Config) -> str:
     """Return the message of an unknown dotted ``key``, listing what is valid there."""
     section, dot, name = key.partition(".")
-    sections = S.all_sections()
+    sections = S.ALL_SECTIONS
     if dot and section not in sections:
         return (
             f"unknown key {key!r}; valid sections: {', '.join(sections)}; valid "
@@ -106,9 +106,7 @@ def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[
     """Turn the accepted override forms into ``(key, value)`` pairs; string values stay text."""
     overrides = [overrides] if isinstance(overrides, str) else overrides
     if isinstance(overrides, Mapping):
-        nested = [
-            k for k, v in overrides.items() if k in S.all_sections() and isinstance(v, Mapping)
-        ]
+        nested = [k for k, v in overrides.items() if k in S.ALL_SECTIONS and isinstance(v, Mapping)]
         items = [(f"{k}.{n}", v) for k in nested for n, v in overrides[k].items()]
         return items + [(k, v) for k, v in overrides.items() if k not in nested]
     if not isinstance(overrides, Sequence):

@@ -173,8 +173,9 @@ RESUMABLE_KEYS = frozenset({
     "checkpoint_every_steps", "keep_best", "max_checkpoints", "resume", "progress",
     "max_train_steps", "data.data_dir", "data.eval_batch_size", "data.worker_count",
 })  # fmt: skip
-#: The options sections and the key that selects each one's registry entry.
+#: The options sections and the key that selects each one's registry entry; all sections.
 SELECTORS = {"model": "model.arch", "rule": "method"}
+ALL_SECTIONS = (*SECTIONS, "rule")
 
 
 def option_types(section: str) -> dict[str, type | None]:
@@ -193,11 +194,6 @@ def options_type(section: str, cfg: Any) -> type | None:
 def _default_options(section: str, selected: Any, make: bool = True) -> Any:
     cls = option_types(section).get(selected) if isinstance(selected, str) else None
     return cls() if make and cls is not None else cls
-
-
-def all_sections() -> tuple[str, ...]:
-    """Return the section names: ``('model', 'data', 'optim', 'rule')``."""
-    return (*SECTIONS, "rule")
 
 
 def get_key(cfg: Any, key: str) -> Any:
@@ -249,7 +245,7 @@ def section_keys(section: str, cfg: Any = None) -> list[str]:
 
 def all_keys(cfg: Any = None) -> list[str]:
     """Return every dotted key (of ``cfg``'s entries, or of any when None), in field order."""
-    sections = [f"{s}.{k}" for s in (*SECTIONS, "rule") for k in section_keys(s, cfg)]
+    sections = [f"{s}.{k}" for s in ALL_SECTIONS for k in section_keys(s, cfg)]
     return [*TOP_KEYS, *sections]
 
 

@@ -89,7 +89,7 @@ def _normalize(cfg: S.Config) -> S.Config:
         got = type(getattr(cfg, name))
         errors += [f"{name} must be a {cls.__name__}; got {got.__name__}"] if got is not cls else []
     if not errors:
-        cfg = _typed(cfg, "", errors, skip=(*S.SECTIONS, "rule"))
+        cfg = _typed(cfg, "", errors, skip=S.ALL_SECTIONS)
         data, optim = _typed(cfg.data, "data.", errors), _typed(cfg.optim, "optim.", errors)
         model = _typed(cfg.model, "model.", errors, skip=("options",))
         cfg = dataclasses.replace(cfg, data=data, optim=optim, model=model)
