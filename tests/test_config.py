@@ -274,6 +274,13 @@ def test_single_string_and_order_of_overrides():
     assert C.get_config("digits", ["optim.lr=0.3", "optim.lr=0.2"]).optim.lr == 0.2
 
 
+def test_selectors_apply_first_so_options_may_precede_them():
+    """``rule.k`` / ``model.<option>`` given before the ``method`` / ``model.arch`` they need."""
+    cfg = C.get_config("digits", ["rule.k=3", "model.stochastic_depth=0.1", "method=sltt_k",
+                                  "model.arch=nfresnet18"])  # fmt: skip
+    assert (cfg.rule.k, cfg.model.options.stochastic_depth) == (3, 0.1)
+
+
 def test_intermediate_inconsistency_is_fine():
     """Validation runs once after all overrides, so order does not matter."""
     cfg = C.get_config("digits", ["data.dataset=cifar100", "model.num_classes=100"])

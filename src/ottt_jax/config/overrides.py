@@ -17,7 +17,7 @@ from ottt_jax.registry import close_match
 
 __all__ = ["apply_overrides", "rebase"]
 
-_FIRST = ("imports", "method", "model.arch")
+_FIRST = {"imports": 0, "method": 1, "model.arch": 1}  # plugins, then the entries they register
 
 
 def _unknown(key: str, cfg: S.Config) -> str:
@@ -141,7 +141,7 @@ def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] 
     items = _override_items(overrides)
     for key in (k for k, _ in items if not isinstance(k, str) or not k.strip()):
         raise ValueError(f"override keys must be non-empty strings; got {key!r}")
-    for key, value in sorted(((k.strip(), v) for k, v in items), key=lambda i: i[0] not in _FIRST):
+    for key, value in sorted(((k.strip(), v) for k, v in items), key=lambda i: _FIRST.get(i[0], 2)):
         obj, fld = _target(key, cfg)
         tp = S.field_types(type(obj))[fld.name]
         value = S.convert(key, value, fld, tp, text=isinstance(value, str))
