@@ -68,18 +68,19 @@ def _typed(obj: Any, prefix: str, errors: list[str], skip: tuple[str, ...] = ())
 
 
 def _options(cfg: S.Config, section: str, errors: list[str]) -> Any:
-    """Return the section's options typed (None: its entry's defaults); errors name the keys."""
+    """Return the section's options with typed values; a wrong options type is an error."""
     selected, given = S.get_key(cfg, S.SELECTORS[section]), S.options_of(cfg, section)
     if not isinstance(selected, str) or selected not in S.option_types(section):
         return given  # the selector's own check reports it
-    cls, got = S.options_type(section, cfg), None if given is None else type(given)
-    if got is not cls:
-        where, want = "model.options" if section == "model" else "rule", getattr(cls, "__name__", 0)
-        errors.append(
-            f"{where} must be {f'a {want}' if want else 'None'} for {S.SELECTORS[section]} "
-            f"{selected!r}; got {type(given).__name__}"
-        )
-    return _typed(given, section + ".", errors) if got is cls and cls else given
+    cls = S.options_type(section, cfg)
+    if (None if given is None else type(given)) is cls:
+        return given if cls is None else _typed(given, section + ".", errors)
+    where, want = "model.options" if section == "model" else "rule", getattr(cls, "__name__", "")
+    errors.append(
+        f"{where} must be {f'a {want}' if want else 'None'} for {S.SELECTORS[section]} "
+        f"{selected!r}; got {type(given).__name__}"
+    )
+    return given
 
 
 def _normalize(cfg: S.Config) -> S.Config:
