@@ -261,8 +261,9 @@ def run(quick: bool) -> Section:
     max_sec = max(r["seconds"] for r in all_runs)
     setup = (
         "Setup: `config.get_config('digits', ['method=<m>', 'seed=<s>'])`, i.e. the "
-        f"`{list(cfg.model.vgg_cfg)}` spiking conv net (sWS, LIF λ = {cfg.model.decay}, sigmoid "
-        f"surrogate), T = {cfg.num_steps}, batch {cfg.data.batch_size}, SGD lr {cfg.optim.lr} "
+        f"`{list(cfg.model.options.vgg_cfg)}` spiking conv net (sWS, LIF λ = "
+        f"{cfg.model.decay}, sigmoid surrogate), T = {cfg.num_steps}, batch "
+        f"{cfg.data.batch_size}, SGD lr {cfg.optim.lr} "
         f"momentum {cfg.optim.momentum}, cosine schedule, β = {cfg.loss_beta}; scikit-learn digits "
         "(1437 train / 360 test, pixels/16). Only `method` differs between rows; OTTT_O's cosine "
         "schedule counts its T updates per batch. Each run trains on one device "

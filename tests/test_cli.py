@@ -62,6 +62,8 @@ def test_default_workdir_is_one_per_preset_method_and_trajectory_overrides():
     base = default_workdir(_digits())
     assert base == os.path.join("runs", "digits-ottt_a")
     assert default_workdir(_digits("method=bptt")) == os.path.join("runs", "digits-bptt")
+    # a method's default options (rule.k of sltt_k) are not a change from the preset
+    assert default_workdir(_digits("method=sltt_k")) == os.path.join("runs", "digits-sltt_k")
     # keys that do not change the trajectory (RESUMABLE_KEYS) keep the workdir: a rerun resumes
     resumable = ("max_train_steps=3", "log_every=1", "eval_num_steps=2", "data.eval_batch_size=8")
     assert default_workdir(_digits(*resumable)) == base
@@ -242,3 +244,36 @@ def test_a_metrics_file_that_cannot_be_written_is_one_line_naming_it(tmp_path):
     log = MetricsLogger(str(tmp_path), True)
     with pytest.raises(WorkdirError, match=f"cannot append to {log.path} .*rerun to resume"):
         log.write({"kind": "train", "step": 1})
+
+
+PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "my_model.py")
+_TOOL = "import sys; from ottt_jax.training import cli; sys.exit(cli.cli_{}(sys.argv[1:]))"
+
+
+def _tool(name: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run ``ottt-<name>`` in a fresh Python process (nothing imported by this one)."""
+    cmd = [sys.executable, "-c", _TOOL.format(name), *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_import_plugin_model_trains_and_evaluates_in_a_fresh_process(tmp_path, monkeypatch):
+    """``--import path.py`` registers a user model; config.json records it; ottt-eval reloads it."""
+    wd = str(tmp_path / "run")
+    sets = ["model.arch=plugin_dense", "model.width=5", "num_steps=2", "max_train_steps=2"]
+    argv = ["--import", PLUGIN, *QUIET, *(a for s in sets for a in ("--set", s))]
+    done = _tool("train", *argv, "--workdir", wd)
+    assert done.returncode == 0, done.stderr
+    with open(os.path.join(wd, "config.json")) as fh:
+        saved = json.load(fh)
+    assert saved["imports"] == [PLUGIN] and saved["model"]["width"] == 5
+    monkeypatch.chdir(tmp_path)  # the recorded path is absolute: any working directory works
+    evaluated = _tool("eval", "--workdir", wd)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "test accuracy at T=2" in evaluated.stdout
+    # without the import the arch is unknown: the one-line error says a plugin must be imported
+    refused = _tool("train", *argv[2:], "--workdir", str(tmp_path / "no"))
+    assert (
+        refused.returncode == 2 and "model.arch 'plugin_dense' is not registered" in refused.stderr
+    )
+    missing = _tool("train", "--import", "no_such_plugin_module", "--print-config")
+    assert "imports: cannot import 'no_such_plugin_module'" in missing.stderr

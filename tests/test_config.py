@@ -13,7 +13,7 @@ from ottt_jax import rules
 from ottt_jax import surrogate as S
 from ottt_jax.data import catalog
 from ottt_jax.models.common import check_rate
-from ottt_jax.models.registry import get_model_entry, register_model
+from ottt_jax.models.registry import VGGOptions, get_model_entry, register_model
 
 PRESETS = [
     "cifar100_vgg",
@@ -60,7 +60,7 @@ def test_presets_load_and_validate(name):
 def test_digits_preset_values():
     cfg = C.get_config("digits")
     m, d, o = cfg.model, cfg.data, cfg.optim
-    assert (m.arch, m.vgg_cfg, m.num_classes) == ("vgg", (32, "M", 64), 10)
+    assert (m.arch, m.options.vgg_cfg, m.num_classes) == ("vgg", (32, "M", 64), 10)
     assert (m.decay, m.v_th, m.surrogate, m.surrogate_param) == (0.5, 1.0, "sigmoid", None)
     assert (cfg.num_steps, cfg.effective_eval_num_steps, cfg.loss_beta) == (4, 4, 0.05)
     assert (d.dataset, d.batch_size, d.eval_batch_size, d.augment) == ("digits", 32, 360, False)
@@ -79,8 +79,8 @@ def test_digits_preset_values():
 def test_cifar_preset_values(name, dataset, classes, arch):
     cfg = C.get_config(name)
     m, d, o = cfg.model, cfg.data, cfg.optim
-    assert (m.arch, m.vgg_cfg, m.num_classes) == (arch, VGG11, classes)
-    assert (m.decay, m.v_th, m.surrogate, m.neuron_dropout) == (0.5, 1.0, "sigmoid", 0.0)
+    assert (m.arch, m.options.vgg_cfg, m.num_classes) == (arch, VGG11, classes)
+    assert (m.decay, m.v_th, m.surrogate, m.options.neuron_dropout) == (0.5, 1.0, "sigmoid", 0.0)
     assert (cfg.num_steps, cfg.loss_beta) == (6, 0.05)
     assert (d.dataset, d.batch_size, d.augment, d.num_frames) == (dataset, 128, True, None)
     assert (o.name, o.lr, o.momentum, o.weight_decay) == ("sgd", 0.1, 0.9, 0.0)
@@ -89,8 +89,8 @@ def test_cifar_preset_values(name, dataset, classes, arch):
 
 def test_dvs_preset_values():
     cfg = C.get_config("cifar10dvs_vgg")
-    assert (cfg.num_steps, cfg.loss_beta, cfg.model.neuron_dropout) == (10, 0.001, 0.1)
-    assert (cfg.model.arch, cfg.model.vgg_cfg, cfg.model.num_classes) == ("vgg", VGG11, 10)
+    assert (cfg.num_steps, cfg.loss_beta, cfg.model.options.neuron_dropout) == (10, 0.001, 0.1)
+    assert (cfg.model.arch, cfg.model.options.vgg_cfg, cfg.model.num_classes) == ("vgg", VGG11, 10)
     assert (cfg.data.dataset, cfg.data.batch_size, cfg.data.num_frames) == ("cifar10_dvs", 128, 10)
     assert cfg.effective_num_frames == 10
     assert catalog.get_dataset("cifar10_dvs").frame_shape == (48, 48, 2)
@@ -145,7 +145,7 @@ def test_preset_layouts_match_official_parameter_counts(name, expected):
     cfg = C.get_config(name)
     c_in = catalog.get_dataset(cfg.data.dataset).frame_shape[-1]
     count = _vgg_param_count(
-        cfg.model.vgg_cfg, c_in, cfg.model.num_classes, feedback=cfg.model.arch == "vggf"
+        cfg.model.options.vgg_cfg, c_in, cfg.model.num_classes, feedback=cfg.model.arch == "vggf"
     )
     assert count == expected
 
@@ -186,7 +186,7 @@ def test_register_preset(scratch_presets):
     C.register_preset("tiny", small)
     assert "tiny" in C.list_presets()
     assert C.get_config("tiny").optim.epochs == 2
-    with pytest.raises(ValueError, match="preset 'tiny' already exists"):
+    with pytest.raises(ValueError, match="preset 'tiny' is already registered"):
         C.register_preset("tiny", small)
     C.register_preset("tiny", small, overwrite=True)
     with pytest.raises(ValueError, match=re.escape("not ending in .json")):
@@ -230,10 +230,10 @@ def test_register_preset(scratch_presets):
         ("optim.grad_clip=1.5", "optim.grad_clip", 1.5),
         ("optim.grad_clip=null", "optim.grad_clip", None),
         ("model.surrogate_param=2", "model.surrogate_param", 2.0),
-        ("model.vgg_cfg=[32,M,64]", "model.vgg_cfg", (32, "M", 64)),
-        ("model.vgg_cfg=32,M,64", "model.vgg_cfg", (32, "M", 64)),
-        ("model.vgg_cfg=( 16, m , 32 )", "model.vgg_cfg", (16, "M", 32)),
-        ("model.vgg_cfg=['32','M']", "model.vgg_cfg", (32, "M")),
+        ("model.vgg_cfg=[32,M,64]", "model.options.vgg_cfg", (32, "M", 64)),
+        ("model.vgg_cfg=32,M,64", "model.options.vgg_cfg", (32, "M", 64)),
+        ("model.vgg_cfg=( 16, m , 32 )", "model.options.vgg_cfg", (16, "M", 32)),
+        ("model.vgg_cfg=['32','M']", "model.options.vgg_cfg", (32, "M")),
     ],
 )
 def test_override_parses_by_field_type(override, path, expected):
@@ -263,7 +263,7 @@ def test_mapping_overrides_typed_text_and_nested():
         },
     )
     assert (cfg.optim.lr, cfg.optim.nesterov) == (0.02, True)
-    assert cfg.model.vgg_cfg == (16, "M", 32)
+    assert cfg.model.options.vgg_cfg == (16, "M", 32)
     assert cfg.data.batch_size == 16
     assert cfg.eval_num_steps is None and cfg.data.data_dir is None
     hash(cfg)  # the list became a tuple
@@ -272,6 +272,13 @@ def test_mapping_overrides_typed_text_and_nested():
 def test_single_string_and_order_of_overrides():
     assert C.get_config("digits", "optim.lr=0.3").optim.lr == 0.3
     assert C.get_config("digits", ["optim.lr=0.3", "optim.lr=0.2"]).optim.lr == 0.2
+
+
+def test_selectors_apply_first_so_options_may_precede_them():
+    """``rule.k`` / ``model.<option>`` given before the ``method`` / ``model.arch`` they need."""
+    cfg = C.get_config("digits", ["rule.k=3", "model.stochastic_depth=0.1", "method=sltt_k",
+                                  "model.arch=nfresnet18"])  # fmt: skip
+    assert (cfg.rule.k, cfg.model.options.stochastic_depth) == (3, 0.1)
 
 
 def test_intermediate_inconsistency_is_fine():
@@ -591,17 +598,18 @@ def test_validate_checks_types_of_replaced_fields():
 
 
 def test_validate_normalizes_values():
-    cfg = C.Config(name="x", model=C.ModelConfig(vgg_cfg=[16, "M", 32], decay=1), loss_beta=0)
+    options = VGGOptions(vgg_cfg=[16, "M", 32])  # a list: validate makes it a tuple
+    cfg = C.Config(name="x", model=C.ModelConfig(options=options, decay=1), loss_beta=0)
     out = C.validate(cfg)
-    assert out == cfg
-    assert out.model.vgg_cfg == (16, "M", 32)
+    assert C.validate(out) == out and hash(out)
+    assert out.model.options.vgg_cfg == (16, "M", 32)
     assert type(out.model.decay) is float and type(out.loss_beta) is float
 
 
 def test_defaults_are_valid_and_documented():
     cfg = C.validate(C.Config(name="defaults"))
     assert (cfg.method, cfg.num_steps, cfg.compute_dtype) == ("ottt_a", 6, "float32")
-    assert cfg.model.vgg_cfg == VGG11
+    assert cfg.model.options.vgg_cfg == VGG11
     docs = C.field_docs()
     keys = list(C.to_flat_dict(cfg))
     assert [k for k in docs if k in keys] == keys  # docs also list the other archs' options
@@ -626,8 +634,8 @@ def test_to_dict_from_dict_round_trip(name):
     assert json.loads(text) == d
     back = C.from_dict(json.loads(text))
     assert back == cfg and hash(back) == hash(cfg)
-    if "vgg_cfg" in back.model.option_names():
-        assert isinstance(back.model.vgg_cfg, tuple)
+    if hasattr(back.model.options, "vgg_cfg"):
+        assert isinstance(back.model.options.vgg_cfg, tuple)
 
 
 def test_round_trip_with_non_default_values():
@@ -712,7 +720,7 @@ def test_immutability():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.optim.lr = 0.5  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.model.vgg_cfg = (1,)  # type: ignore[misc]
+        cfg.model.options.vgg_cfg = (1,)  # type: ignore[misc]
     new = C.apply_overrides(cfg, ["optim.lr=0.5", "num_steps=3"])
     assert (cfg.optim.lr, cfg.num_steps) == (0.1, 4)
     assert (new.optim.lr, new.num_steps) == (0.5, 3)
@@ -720,7 +728,7 @@ def test_immutability():
     assert {cfg: 1}[C.get_config("digits")] == 1  # hashable, equal by value
     d = C.to_dict(cfg)
     d["model"]["vgg_cfg"].append(128)
-    assert cfg.model.vgg_cfg == (32, "M", 64)
+    assert cfg.model.options.vgg_cfg == (32, "M", 64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -740,7 +748,7 @@ def test_surrogate_kwargs_match_surrogate_module():
     clamp = dataclasses.replace(m, surrogate="clamp", v_th=0.7)
     assert C.surrogate_kwargs(clamp) == {"v_th": 0.7}
     assert C.surrogate_kwargs(dataclasses.replace(clamp, surrogate_param=0.3)) == {"v_th": 0.3}
-    for name in C.SURROGATES:
+    for name in S.surrogate_names():
         sm = dataclasses.replace(m, surrogate=name)
         assert S.get_surrogate(name, **C.surrogate_kwargs(sm)).name == name
     with pytest.raises(ValueError, match=re.escape("model.surrogate must be one of")):
@@ -771,16 +779,17 @@ def test_describe():
 
 
 def test_model_options_follow_the_arch():
-    with pytest.raises(ValueError, match=r"model\.stochastic_depth is not an option of model"):
-        C.ModelConfig(stochastic_depth=0.1)
+    wrong = C.Config(name="x", model=C.ModelConfig(options=get_model_entry("nfresnet18").options()))
+    with pytest.raises(
+        ValueError, match=r"model\.options must be a VGGOptions for model\.arch 'vgg'"
+    ):
+        C.validate(wrong)
     vgg = C.get_config("cifar10_vgg", ["model.fc_dropout=0.3"])
-    assert vgg.model.option_names() == ["vgg_cfg", "neuron_dropout", "fc_dropout"]
+    assert vgg.model.options == VGGOptions(fc_dropout=0.3)
     # Switching the arch keeps the options both archs have and drops the others.
     nf = C.apply_overrides(vgg, ["model.arch=nfresnet18"])
     assert nf.model.options == get_model_entry("nfresnet18").options(fc_dropout=0.3)
-    assert (nf.model.fc_dropout, nf.model.stochastic_depth) == (0.3, 0.0)
-    with pytest.raises(AttributeError, match=r"model\.vgg_cfg is not an option of model\.arch"):
-        nf.model.vgg_cfg  # noqa: B018
+    assert (nf.model.options.fc_dropout, nf.model.options.stochastic_depth) == (0.3, 0.0)
     assert list(C.to_dict(nf)["model"]) == [
         "arch",
         "num_classes",
@@ -825,7 +834,7 @@ def test_user_model_options_are_typed_and_documented_from_the_registry():
 
     register_model("config_test_net", build, _WidthOptions, overwrite=True)
     cfg = C.get_config("digits", ["model.arch=config_test_net", "model.width=5"])
-    assert cfg.model.width == 5 and type(cfg.model.width) is int
+    assert cfg.model.options.width == 5 and type(cfg.model.options.width) is int
     assert cfg.model.options == _WidthOptions(width=5)
     assert C.validate(cfg) == cfg
     for bad, expected in [

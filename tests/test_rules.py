@@ -127,3 +127,54 @@ def test_a_model_built_for_another_mode_is_refused(rule, model_mode):
     if not r.per_step_update:
         with pytest.raises(ValueError, match="needs a model built with"):
             r.grad(step, LOSS, {}, st, x, y, num_steps=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# A rule's own option is a config key: rule.<option>, from its options dataclass.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GainOptions:
+    gain: float = dataclasses.field(default=1.0, metadata={"doc": "factor on OTTT_A's gradient"})
+
+    def check(self, num_steps):  # the config runs it: its message starts with the option's name
+        if not self.gain >= 0:
+            raise ValueError(f"gain must be >= 0, got {self.gain}")
+
+
+def _gained_ottt_a(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
+    res = ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
+    return res._replace(grads=jax.tree.map(lambda g: options.gain * g, res.grads))
+
+
+def test_a_rule_option_is_set_by_ottt_train_and_train_and_reaches_the_update(tmp_path):
+    """rule.gain=0 makes a zero update: params stay the initial ones (gain 1 moves them)."""
+    from ottt_jax import config, training
+    from ottt_jax.checkpoint import IncompatibleCheckpointError
+    from ottt_jax.training import cli
+    from ottt_jax.training.build import build_rule
+
+    rule = rules.Rule("gain_ottt_a", OTTT, False, "OTTT_A × gain", _gained_ottt_a, GainOptions())
+    rules.register_rule(rule, overwrite=True)
+    small = ["method=gain_ottt_a", "model.vgg_cfg=[8]", "num_steps=2", "progress=false"]
+    cfg = config.get_config("digits", [*small, "rule.gain=0", "max_train_steps=1"])
+    assert cfg.rule == GainOptions(0.0) and build_rule(cfg).options == GainOptions(0.0)
+    assert "rule.gain" in config.field_docs() and config.to_dict(cfg)["rule"] == {"gain": 0.0}
+    frozen = training.train(cfg, workdir=str(tmp_path / "a"))["params"]
+    moved = training.train(
+        config.apply_overrides(cfg, ["rule.gain=1"]), workdir=str(tmp_path / "b")
+    )
+    assert not all(jax.tree.leaves(jax.tree.map(jnp.array_equal, moved["params"], frozen)))
+    # ottt-train: two steps at gain 0 end at the initial parameters, as one step did
+    sets = [f"--set={s}" for s in [*small, "rule.gain=0", "max_train_steps=2"]]
+    assert cli.cli_train([*sets, "--workdir", str(tmp_path / "c")]) == 0
+    saved = config.get_config(str(tmp_path / "c" / "config.json"))
+    assert saved.rule == GainOptions(0.0)
+    chex.assert_trees_all_equal(training.train(saved)["params"], frozen)  # the finished run's
+    with pytest.raises(IncompatibleCheckpointError, match=r"rule\.gain: 0\.0 != 0\.5"):
+        training.train(config.apply_overrides(saved, ["rule.gain=0.5"]))
+    with pytest.raises(ValueError, match=r"rule\.gain must be >= 0, got -1\.0"):
+        config.apply_overrides(cfg, ["rule.gain=-1"])
+    with pytest.raises(ValueError, match=r"rule\.k is not an option of method 'gain_ottt_a' "):
+        config.apply_overrides(cfg, ["rule.k=1"])

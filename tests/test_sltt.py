@@ -455,9 +455,12 @@ def test_config_key_rule_k_is_checked_against_t_and_reaches_the_rule():
     cfg = config_lib.get_config("digits", ["method=sltt_k", "rule.k=3", "num_steps=4"])
     assert build_rule(cfg).options.k == 3 and build_rule(cfg).name == "sltt_k"
     assert config_lib.from_dict(config_lib.to_dict(cfg)) == cfg
-    old = config_lib.to_dict(config_lib.get_config("digits"))
+    old = config_lib.to_dict(config_lib.get_config("digits", ["method=sltt_k"]))
     del old["rule"]  # a config saved before rule.* existed still loads
     assert config_lib.from_dict(old).rule.k == 2
+    old = config_lib.to_dict(config_lib.get_config("digits"))
+    old["rule"] = {"k": 2}  # one saved by 0.1 (rule.k for every method) still loads
+    assert config_lib.from_dict(old) == config_lib.get_config("digits")
     with pytest.raises(ValueError, match=r"rule\.k must be an int in \[1, T\] = \[1, 4\], got 5"):
         config_lib.get_config("digits", ["method=sltt_k", "rule.k=5", "num_steps=4"])
     with pytest.raises(ValueError, match=r"rule\.k is not an option of method 'sltt'"):

@@ -89,7 +89,10 @@ def test_get_surrogate_and_errors():
     assert sg.get_surrogate("atan", alpha=3.0) == sg.Atan(3.0)
     s = sg.Clamp(2.0)
     assert sg.get_surrogate(s) is s
-    with pytest.raises(ValueError, match=r"unknown surrogate 'relu'.*atan.*clamp.*rectangular"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown surrogate 'relu'; registered .*sigmoid.*rectangular.*clamp.*atan",
+    ):
         sg.get_surrogate("relu")
     with pytest.raises(ValueError, match="accepts parameters"):
         sg.get_surrogate("sigmoid", a=1.0)

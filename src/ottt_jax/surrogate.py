@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ottt_jax.registry import Registry
+
 Array = jax.Array
 
 __all__ = [
@@ -34,7 +36,9 @@ __all__ = [
     "default_param",
     "get_surrogate",
     "heaviside",
+    "register_surrogate",
     "surrogate_names",
+    "unregister_surrogate",
 ]
 
 
@@ -205,16 +209,36 @@ def custom(
     return Custom(derivative_fn=derivative, primitive_fn=primitive, name=name)
 
 
-_REGISTRY: dict[str, type[Surrogate]] = {
-    "sigmoid": Sigmoid,
-    "rectangular": Rectangular,
-    "clamp": Clamp,
-    "atan": Atan,
-}
+_SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
+
+
+def register_surrogate(name: str, cls: type[Surrogate], overwrite: bool = False) -> type[Surrogate]:
+    """Register a surrogate class under ``name`` for :func:`get_surrogate` and the config.
+
+    Args:
+      name: the name (the config's ``model.surrogate``).
+      cls: a :class:`Surrogate` dataclass with one parameter field (its default is the default).
+      overwrite: replace an entry of the same name (else that is a ValueError).
+
+    Returns:
+      ``cls``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Surrogate)):
+        raise ValueError(f"surrogate {name!r} must be a Surrogate subclass, got {cls!r}")
+    return _SURROGATES.register(name, cls, overwrite=overwrite)
+
+
+def unregister_surrogate(name: str) -> None:
+    """Remove the surrogate ``name`` (a ValueError lists the registered names when unknown)."""
+    _SURROGATES.unregister(name)
+
+
+for _cls in (Sigmoid, Rectangular, Clamp, Atan):
+    register_surrogate(_cls.name, _cls)
 
 
 def get_surrogate(spec: str | Surrogate, **kwargs: Any) -> Surrogate:
-    """Resolve a surrogate from a name (``'sigmoid'``, ``'rectangular'``, ``'clamp'``, ``'atan'``).
+    """Resolve a surrogate from a registered name (:func:`surrogate_names`) or return one as is.
 
     Args:
       spec: a name or an existing :class:`Surrogate` (returned as is).
@@ -227,18 +251,17 @@ def get_surrogate(spec: str | Surrogate, **kwargs: Any) -> Surrogate:
         if kwargs:
             raise ValueError("keyword parameters are only accepted with a surrogate name")
         return spec
-    if not isinstance(spec, str) or spec not in _REGISTRY:
-        raise ValueError(f"unknown surrogate {spec!r}; expected one of {sorted(_REGISTRY)}")
+    cls = _SURROGATES.get(spec)
     try:
-        return _REGISTRY[spec](**kwargs)
+        return cls(**kwargs)
     except TypeError as e:
-        fields = [f.name for f in dataclasses.fields(_REGISTRY[spec])]
+        fields = [f.name for f in dataclasses.fields(cls)]
         raise ValueError(f"surrogate {spec!r} accepts parameters {fields}, got {kwargs}") from e
 
 
 def surrogate_names() -> tuple[str, ...]:
     """Return the names :func:`get_surrogate` accepts, in registration order."""
-    return tuple(_REGISTRY)
+    return _SURROGATES.names()
 
 
 def default_param(name: str) -> tuple[str, float]:
@@ -250,9 +273,7 @@ def default_param(name: str) -> tuple[str, float]:
     Returns:
       ``(parameter name, default value)``: the surrogate dataclass's one field.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown surrogate {name!r}; expected one of {sorted(_REGISTRY)}")
-    (fld,) = dataclasses.fields(_REGISTRY[name])
+    (fld,) = dataclasses.fields(_SURROGATES.get(name))
     return fld.name, fld.default
 
 

@@ -1,146 +1,114 @@
 """Dotted-key overrides: ``'optim.lr=0.05'`` strings or mappings, parsed by each field's type.
 
-Values are parsed by the type of the target field:
-
-* ``int`` and ``float``: Python literals (``128``, ``0.05``, ``2e-5``);
-* ``bool``: ``true``/``false``/``1``/``0`` (case-insensitive);
-* ``str``: the text as given, surrounding whitespace removed;
-* optional fields: ``none`` or ``null`` gives ``None``;
-* ``model.vgg_cfg``: ``[32,M,64]``, ``(32, M, 64)`` or ``32,M,64`` (ints are conv widths, ``M``
-  is a pool).
+Text is parsed by :func:`~ottt_jax.config.schema.convert` (a field with a ``parse`` of its own,
+such as ``model.vgg_cfg=[32,M,64]``, parses itself). ``imports``, ``method`` and ``model.arch``
+apply first, so the other keys may name what a plugin registers or what they select.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import is_dataclass
 from typing import Any
 
-from ottt_jax.config.schema import (
-    MODEL_COMMON,
-    SECTIONS,
-    TOP_KEYS,
-    Config,
-    all_keys,
-    all_option_names,
-    close_match,
-    coerce,
-    error_text,
-    field_type,
-    is_tuple,
-    option_error,
-    optional_inner,
-    section_keys,
-    type_name,
-)
+from ottt_jax.config import schema as S
 from ottt_jax.config.validate import validate
+from ottt_jax.registry import close_match
 
-__all__ = ["apply_overrides"]
+__all__ = ["apply_overrides", "rebase"]
 
-
-def _parse_layout(key: str, text: str) -> tuple[int | str, ...]:
-    body = text.strip()
-    if body[:1] + body[-1:] in ("[]", "()"):
-        body = body[1:-1]
-    if not body.strip():
-        return ()
-    items: list[int | str] = []
-    for raw in body.split(","):
-        item = raw.strip().strip("'\"")
-        if item.upper() == "M":
-            items.append("M")
-            continue
-        try:
-            items.append(int(item))
-        except ValueError:
-            raise ValueError(
-                f"{key} expects {type_name(tuple[int | str, ...])}; got item {item!r} in {text!r}"
-            ) from None
-    return tuple(items)
+_FIRST = {"imports": 0, "method": 1, "model.arch": 1}  # plugins, then the entries they register
 
 
-def _parse(key: str, text: str, tp: Any) -> Any:
-    """Parse override text into a value of the field type ``tp``."""
-    optional, inner = optional_inner(tp)
-    stripped = text.strip()
-    if optional and stripped.lower() in ("none", "null"):
-        return None
-    if inner is str:
-        return stripped
-    if is_tuple(inner):
-        return _parse_layout(key, stripped)
-    try:
-        if inner is bool:
-            table = {"true": True, "1": True, "false": False, "0": False}
-            return table[stripped.lower()]
-        if inner is int:
-            return int(stripped)
-        if inner is float:
-            return float(stripped)
-    except (KeyError, ValueError):
-        pass
-    raise ValueError(f"{key} expects {type_name(tp)}; got {text!r}")
-
-
-def _resolve(key: str, cfg: Config) -> tuple[str | None, str, Any]:
-    """Map a dotted key to ``(section or None, field, type)``; raise on unknown keys.
-
-    ``model.*`` keys are the common model fields and the options of ``cfg.model.arch``, typed by
-    its options dataclass; an option of another architecture is an error naming this one's.
-    """
-    if not isinstance(key, str) or not key.strip():
-        raise ValueError(f"override keys must be non-empty strings; got {key!r}")
-    key = key.strip()
+def _unknown(key: str, cfg: S.Config) -> str:
+    """Return the message of an unknown dotted ``key``, listing what is valid there."""
     section, dot, name = key.partition(".")
+    sections = S.ALL_SECTIONS
+    if dot and section not in sections:
+        return (
+            f"unknown key {key!r}; valid sections: {', '.join(sections)}; valid "
+            f"top-level keys: {', '.join(S.TOP_KEYS)}{close_match(key, S.all_keys())}"
+        )
+    selected = S.get_key(cfg, S.SELECTORS[section]) if section in S.SELECTORS else None
+    if dot and selected is not None and selected not in S.option_types(section):
+        return (
+            f"unknown key {key!r}: {S.SELECTORS[section]} {selected!r} is not registered (its "
+            "plugin must be imported first: imports=... or ottt-train --import)"
+        )
     if dot:
-        if section not in SECTIONS:
-            raise ValueError(
-                f"unknown key {key!r}; valid sections: {', '.join(SECTIONS)}; valid top-level "
-                f"keys: {', '.join(TOP_KEYS)}{close_match(key, all_keys())}"
-            )
-        cls = SECTIONS[section]
-        names = section_keys(section, cfg)
-        if name not in names:
-            if section == "model" and name in all_option_names():
-                raise ValueError(error_text(cfg, [option_error(cfg.model.arch, name)]))
-            raise ValueError(
-                f"unknown key {key!r}; valid keys in {section}: {', '.join(names)}"
-                f"{close_match(key, all_keys(cfg))}"
-            )
-        if section == "model" and name not in MODEL_COMMON:
-            options = type(cfg.model.options)
-            return section, name, field_type(options, name) if is_dataclass(options) else Any
-        return section, name, field_type(cls, name)
-    if key in SECTIONS:
-        names = section_keys(key, cfg)
-        raise ValueError(
+        if section in S.SELECTORS and S.option_fields(section, name):
+            return S.error_text(cfg, [S.option_error(section, cfg, name)])
+        return (
+            f"unknown key {key!r}; valid keys in {section}: "
+            f"{', '.join(S.section_keys(section, cfg))}{close_match(key, S.all_keys(cfg))}"
+        )
+    if key in sections:
+        return (
             f"key {key!r} is a section; set its fields as '{key}.<field>=value' (valid keys in "
-            f"{key}: {', '.join(names)})"
+            f"{key}: {', '.join(S.section_keys(key, cfg))})"
         )
-    if key not in TOP_KEYS:
-        # A bare section field ('lr') most likely meant that section's key ('optim.lr').
-        owners = [f"{s}.{key}" for s in SECTIONS if key in section_keys(s)]
-        hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, all_keys())
-        raise ValueError(
-            f"unknown key {key!r}; valid top-level keys: {', '.join(TOP_KEYS)}; sections: "
-            f"{', '.join(s + '.*' for s in SECTIONS)}{hint}"
-        )
-    return None, key, field_type(Config, key)
+    # A bare section field ('lr') most likely meant that section's key ('optim.lr').
+    owners = [f"{s}.{key}" for s in S.SECTIONS if key in S.section_keys(s)]
+    hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, S.all_keys())
+    return (
+        f"unknown key {key!r}; valid top-level keys: {', '.join(S.TOP_KEYS)}; sections: "
+        f"{', '.join(s + '.*' for s in sections)}{hint}"
+    )
+
+
+def _target(key: str, cfg: S.Config) -> tuple[Any, dataclasses.Field]:
+    """Return the object holding ``key`` and its field; an unknown key is a ValueError."""
+    section, dot, name = key.partition(".")
+    if not dot:
+        obj = cfg if key in S.TOP_KEYS else None
+    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
+        obj = S.options_of(cfg, section)
+    else:
+        obj = getattr(cfg, section) if section in S.SECTIONS else None
+    fields = {f.name: f for f in dataclasses.fields(obj)} if obj is not None else {}
+    if (name if dot else key) not in fields or key.count(".") > 1:
+        raise ValueError(_unknown(key, cfg))
+    return obj, fields[name if dot else key]
+
+
+def rebase(options: Any, cls: type | None) -> Any:
+    """Return ``cls``'s options keeping the values ``options`` has for its fields (None: none)."""
+    if cls is None or options is None or type(options) is cls:
+        return None if cls is None else options
+    names = S.field_names(cls)
+    return cls(**{k: getattr(options, k) for k in S.field_names(type(options)) if k in names})
+
+
+def _set(cfg: S.Config, key: str, obj: Any, name: str, value: Any) -> S.Config:
+    """Return ``cfg`` with ``obj``'s field ``name`` (the dotted ``key``) set to ``value``."""
+    section, dot, _ = key.partition(".")
+    new = dataclasses.replace(obj, **{name: value})
+    if not dot:
+        cfg = new
+    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
+        cfg = _with_options(cfg, section, new)
+    else:
+        cfg = dataclasses.replace(cfg, **{section: new})
+    for sec, selector in S.SELECTORS.items():
+        if selector == key:  # the newly selected entry keeps the options both have
+            cfg = _with_options(cfg, sec, rebase(S.options_of(cfg, sec), S.options_type(sec, cfg)))
+    return cfg
+
+
+def _with_options(cfg: S.Config, section: str, options: Any) -> Any:
+    """Return ``cfg`` with the options of ``section`` replaced (``model.options``, ``rule``)."""
+    if section == "rule":
+        return dataclasses.replace(cfg, rule=options)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
 
 
 def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[tuple[str, Any]]:
     """Turn the accepted override forms into ``(key, value)`` pairs; string values stay text."""
-    if isinstance(overrides, str):
-        overrides = [overrides]
-    items: list[tuple[str, Any]] = []
+    overrides = [overrides] if isinstance(overrides, str) else overrides
     if isinstance(overrides, Mapping):
-        for key, value in overrides.items():
-            if key in SECTIONS and isinstance(value, Mapping):
-                items += [(f"{key}.{k}", v) for k, v in value.items()]
-            else:
-                items.append((key, value))
-        return items
+        nested = [k for k, v in overrides.items() if k in S.ALL_SECTIONS and isinstance(v, Mapping)]
+        items = [(f"{k}.{n}", v) for k in nested for n, v in overrides[k].items()]
+        return items + [(k, v) for k, v in overrides.items() if k not in nested]
     if not isinstance(overrides, Sequence):
         raise ValueError(
             "overrides must be 'key=value' strings or a mapping of keys to values; got "
@@ -151,43 +119,33 @@ def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[
             raise ValueError(
                 f"override {entry!r} must look like 'key=value' (e.g. 'optim.lr=0.05')"
             )
-        key, _, text = entry.partition("=")
-        if not key.strip():
+        if not entry.partition("=")[0].strip():
             raise ValueError(f"override {entry!r} has an empty key")
-        items.append((key.strip(), text))
-    return items
+    return [tuple(entry.partition("=")[::2]) for entry in overrides]
 
 
-def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any] | str) -> Config:
-    """Return ``cfg`` with dotted-key overrides applied, validated.
+def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] | str) -> S.Config:
+    """Return ``cfg`` with dotted-key overrides applied, validated (``cfg`` is unchanged).
 
     Args:
       cfg: the base configuration.
-      overrides: ``'key=value'`` strings (a single string counts as one override), or a mapping
-        from dotted keys to values (text is parsed like the strings; other values must match the
-        field's type). A mapping may also nest a section: ``{'optim': {'lr': 0.05}}``. Later
-        entries win.
-
-    Returns:
-      The new, validated :class:`Config` (``cfg`` itself is unchanged).
+      overrides: ``'key=value'`` strings (or one), or a mapping from dotted keys to values (text
+        is parsed like the strings, other values must have the field's type), which may nest a
+        section: ``{'optim': {'lr': 0.05}}``. Later entries win.
 
     Raises:
-      ValueError: for an unknown key (the message lists the valid keys), an unparsable value or
-        an invalid result (see :func:`validate`).
+      ValueError: an unknown key (listing the valid ones), a bad value or an invalid result.
     """
-    if not isinstance(cfg, Config):
+    if not isinstance(cfg, S.Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
-    for key, value in _override_items(overrides):
-        section, name, tp = _resolve(key, cfg)
-        full = key.strip()
-        if isinstance(value, str):
-            value = _parse(full, value, tp)
-        value = coerce(full, value, tp)
-        if section is None:
-            cfg = dataclasses.replace(cfg, **{name: value})
-        elif section == "model":  # a new arch keeps the options both archs have
-            cfg = dataclasses.replace(cfg, model=cfg.model.replace(**{name: value}))
-        else:
-            sub = dataclasses.replace(getattr(cfg, section), **{name: value})
-            cfg = dataclasses.replace(cfg, **{section: sub})
+    items = _override_items(overrides)
+    for key in (k for k, _ in items if not isinstance(k, str) or not k.strip()):
+        raise ValueError(f"override keys must be non-empty strings; got {key!r}")
+    for key, value in sorted(((k.strip(), v) for k, v in items), key=lambda i: _FIRST.get(i[0], 2)):
+        obj, fld = _target(key, cfg)
+        tp = S.field_types(type(obj))[fld.name]
+        value = S.convert(key, value, fld, tp, text=isinstance(value, str))
+        if key == "imports":
+            value = S.import_plugins(value)
+        cfg = _set(cfg, key, obj, fld.name, value)
     return validate(cfg)

@@ -1,7 +1,12 @@
-"""Named presets: the authors' recipes (OTTT_A) and the quick ``digits`` run; ``get_config``."""
+"""Named presets (a :class:`~ottt_jax.registry.Registry` of ``Config`` factories); ``get_config``.
+
+The built-in ones, the authors' recipes (OTTT_A) and the quick ``digits`` run, are their
+overrides of the defaults.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -9,78 +14,42 @@ from typing import Any
 
 from ottt_jax.config.io import from_dict
 from ottt_jax.config.overrides import apply_overrides
-from ottt_jax.config.schema import Config, DataConfig, ModelConfig, OptimConfig, close_match
+from ottt_jax.config.schema import Config
+from ottt_jax.registry import Registry, close_match
 
 __all__ = ["get_config", "list_presets", "register_preset", "unregister_preset"]
 
 
-def _preset_digits() -> Config:
-    return Config(
-        name="digits",
-        method="ottt_a",
-        num_steps=4,
-        loss_beta=0.05,
-        model=ModelConfig(arch="vgg", vgg_cfg=(32, "M", 64), num_classes=10),
-        data=DataConfig(dataset="digits", batch_size=32, eval_batch_size=360, augment=False),
-        optim=OptimConfig(name="sgd", lr=0.1, momentum=0.9, schedule="cosine", epochs=30),
-        eval_every_epochs=5,  # evaluating 360 images costs as much as an epoch of training
-        log_every=44,  # once per epoch
-    )
+def _check_factory(factory: Any) -> None:
+    if not callable(factory):
+        raise ValueError(f"factory must be callable; got {type(factory).__name__}")
 
 
-def _cifar(name: str, dataset: str, num_classes: int, arch: str = "vgg") -> Config:
-    return Config(
-        name=name,
-        method="ottt_a",
-        num_steps=6,
-        loss_beta=0.05,
-        model=ModelConfig(arch=arch, num_classes=num_classes),
-        data=DataConfig(dataset=dataset, batch_size=128, augment=True),
-        optim=OptimConfig(
-            name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="cosine", epochs=300
-        ),
-    )
-
-
-def _preset_cifar10dvs_vgg() -> Config:
-    return Config(
-        name="cifar10dvs_vgg",
-        method="ottt_a",
-        num_steps=10,
-        loss_beta=0.001,
-        model=ModelConfig(arch="vgg", num_classes=10, neuron_dropout=0.1),
-        data=DataConfig(dataset="cifar10_dvs", batch_size=128, augment=True, num_frames=10),
-        optim=OptimConfig(
-            name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="cosine", epochs=300
-        ),
-    )
-
-
-def _preset_imagenet_nfresnet34() -> Config:
-    return Config(
-        name="imagenet_nfresnet34",
-        method="ottt_a",
-        num_steps=6,
-        loss_beta=0.0,
-        model=ModelConfig(arch="nfresnet34", num_classes=1000),
-        data=DataConfig(dataset="imagenet2012", batch_size=256, augment=True),
-        optim=OptimConfig(
-            name="sgd", lr=0.1, momentum=0.9, weight_decay=2e-5, schedule="cosine", epochs=100
-        ),
-    )
-
-
-_PRESETS: dict[str, Callable[[], Config]] = {
-    # Trains in about a minute on 2 CPU cores (sklearn digits, no download).
-    "digits": _preset_digits,
-    # The paper's recipes (official code): OTTT_A, SGD, cosine schedule.
-    "cifar10_vgg": lambda: _cifar("cifar10_vgg", "cifar10", 10),
-    "cifar100_vgg": lambda: _cifar("cifar100_vgg", "cifar100", 100),
-    "cifar100_vggf": lambda: _cifar("cifar100_vggf", "cifar100", 100, arch="vggf"),
-    "cifar10dvs_vgg": _preset_cifar10dvs_vgg,
+_PRESETS: Registry[Callable[[], Config]] = Registry("preset", check=_check_factory)
+_CIFAR = {"data.batch_size": 128, "optim.epochs": 300}  # official: SGD 0.1, cosine, T = 6
+_BUILTIN = {
+    # Trains in about a minute on 2 CPU cores (sklearn digits, no download); evaluating the
+    # 360 test images costs an epoch of training, so every 5 epochs; logs once per epoch.
+    "digits": {"num_steps": 4, "model.vgg_cfg": "32,M,64", "data.eval_batch_size": 360,
+               "data.augment": False, "eval_every_epochs": 5, "log_every": 44},
+    "cifar10_vgg": {**_CIFAR, "data.dataset": "cifar10"},
+    "cifar100_vgg": {**_CIFAR, "data.dataset": "cifar100", "model.num_classes": 100},
+    "cifar100_vggf": {**_CIFAR, "data.dataset": "cifar100", "model.num_classes": 100,
+                      "model.arch": "vggf"},
+    "cifar10dvs_vgg": {**_CIFAR, "data.dataset": "cifar10_dvs", "num_steps": 10,
+                       "loss_beta": 0.001, "model.neuron_dropout": 0.1, "data.num_frames": 10},
     # Evaluating with more time steps than training helps here: eval_num_steps=...
-    "imagenet_nfresnet34": _preset_imagenet_nfresnet34,
-}
+    "imagenet_nfresnet34": {"model.arch": "nfresnet34", "model.num_classes": 1000,
+                            "data.dataset": "imagenet2012", "loss_beta": 0.0,
+                            "data.batch_size": 256, "optim.weight_decay": 2e-5,
+                            "optim.epochs": 100},
+}  # fmt: skip
+
+
+for _name, _overrides in _BUILTIN.items():
+    _PRESETS.register(
+        _name, functools.partial(lambda n, o: apply_overrides(Config(name=n), o), _name, _overrides)
+    )
 
 
 def list_presets() -> list[str]:
@@ -89,48 +58,36 @@ def list_presets() -> list[str]:
 
 
 def register_preset(name: str, factory: Callable[[], Config], overwrite: bool = False) -> None:
-    """Add a named preset for :func:`get_config`.
+    """Add the preset ``name`` (not ending in '.json'): ``factory()`` returns its :class:`Config`.
 
-    Args:
-      name: the preset name (non-empty, not ending in '.json').
-      factory: a zero-argument function returning a :class:`Config`; it is validated when used.
-      overwrite: allow replacing an existing preset.
+    ``overwrite=True`` replaces a preset of that name; the config is validated when used.
     """
     if not isinstance(name, str) or not name.strip() or name.endswith(".json"):
         raise ValueError(
             f"preset name must be a non-empty string not ending in .json; got {name!r}"
         )
-    if not callable(factory):
-        raise ValueError(f"factory must be callable; got {type(factory).__name__}")
-    if name in _PRESETS and not overwrite:
-        raise ValueError(f"preset {name!r} already exists; pass overwrite=True to replace it")
-    _PRESETS[name] = factory
+    _PRESETS.register(name, factory, overwrite=overwrite)
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(
+        f"unknown preset {name!r}; valid presets: {', '.join(list_presets())} (or the path of a "
+        f".json config){close_match(name, _PRESETS)}"
+    )
 
 
 def unregister_preset(name: str) -> None:
-    """Remove a preset added by :func:`register_preset`.
-
-    Raises:
-      ValueError: ``name`` is not a preset.
-    """
+    """Remove a preset added by :func:`register_preset` (an unknown name is a ValueError)."""
     if name not in _PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(list_presets())}")
-    del _PRESETS[name]
+        raise _unknown(name)
+    _PRESETS.unregister(name)
 
 
 def get_config(name: str, overrides: Sequence[str] | Mapping[str, Any] | str = ()) -> Config:
-    """Return a validated preset, or a saved config file, with overrides applied.
-
-    Args:
-      name: a preset name (see :func:`list_presets`) or the path of a ``.json`` file holding
-        :func:`to_dict` output (e.g. the config saved in a run's workdir).
-      overrides: as for :func:`apply_overrides`.
-
-    Returns:
-      The validated :class:`Config`.
+    """Return a preset (:func:`list_presets`) or a saved ``.json`` config with ``overrides``.
 
     Raises:
-      ValueError: for an unknown preset (listing the presets), a missing file, or bad overrides.
+      ValueError: an unknown preset (listing the presets), a missing file or bad overrides.
     """
     if not isinstance(name, str):
         raise ValueError(f"config name must be a string; got {type(name).__name__}")
@@ -140,12 +97,9 @@ def get_config(name: str, overrides: Sequence[str] | Mapping[str, Any] | str = (
         with open(name, encoding="utf-8") as fh:
             cfg = from_dict(json.load(fh))
     elif name in _PRESETS:
-        cfg = _PRESETS[name]()
+        cfg = _PRESETS.get(name)()
         if not isinstance(cfg, Config):
             raise ValueError(f"preset {name!r} returned {type(cfg).__name__}, not a Config")
     else:
-        raise ValueError(
-            f"unknown preset {name!r}; valid presets: {', '.join(list_presets())} (or the path "
-            f"of a .json config){close_match(name, _PRESETS)}"
-        )
+        raise _unknown(name)
     return apply_overrides(cfg, overrides)

@@ -37,12 +37,42 @@ __all__ = [
     "build_model",
     "get_model_entry",
     "model_names",
+    "parse_vgg_cfg",
     "register_model",
 ]
 
 
-def _opt(default: Any, doc: str) -> Any:
-    return dataclasses.field(default=default, metadata={"doc": doc})
+def _opt(default: Any, doc: str, **meta: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"doc": doc, **meta})
+
+
+_LAYOUT = "a list of conv widths (ints) and 'M' (pools), e.g. [32,M,64]"
+
+
+def parse_vgg_cfg(value: Any) -> tuple[int | str, ...]:
+    """Parse a VGG layout from text (``[32,M,64]``, ``32,m,64``) or a list into a tuple.
+
+    The ``parse`` of ``VGGOptions.vgg_cfg``: the config calls it for that key's values.
+    """
+    if isinstance(value, str):
+        body = value.strip()
+        body = body[1:-1] if body[:1] + body[-1:] in ("[]", "()") else body
+        items: Any = [s.strip().strip("'\"") for s in body.split(",")] if body.strip() else []
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise ValueError(f"expects {_LAYOUT}; got {value!r}")
+    out: list[int | str] = []
+    for item in items:
+        if isinstance(item, str) and item.upper() == "M":
+            out.append("M")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            out.append(int(item))
+        elif isinstance(item, str) and item.isdigit():
+            out.append(int(item))
+        else:
+            raise ValueError(f"expects {_LAYOUT}; got item {item!r} in {value!r}")
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +83,7 @@ class VGGOptions:
         VGG11_CFG,
         "feature layout: an int is a 3×3 sWS conv of that width followed by a LIF neuron and "
         "Scale(2.74); 'M' is a 2×2 average pool. Must start with a conv. Default: VGG-11.",
+        parse=parse_vgg_cfg,
     )
     neuron_dropout: float = _opt(
         0.0,

@@ -75,20 +75,17 @@ def compute_dtype(cfg: config_lib.Config) -> Any:
 
 
 def build_rule(cfg: config_lib.Config) -> Any:
-    """Return the gradient rule ``cfg.method`` names, from :mod:`ottt_jax.rules`.
+    """Return the gradient rule ``cfg.method`` names, its options set from ``cfg.rule``.
 
     Args:
-      cfg: the config (``method``; the ``rule.*`` keys the rule's options declare, e.g. SLTT-K's
-        ``rule.k``).
+      cfg: the config (``method``; ``rule``, an instance of the rule's options type or None).
 
     Returns:
-      The :class:`~ottt_jax.rules.Rule`, its options set from ``cfg.rule``.
+      ``get_rule(cfg.method).with_options(**<the rule.* values>)``.
     """
-    rule = rules.get_rule(cfg.method)
-    if rule.options is None:
-        return rule
-    names = [f.name for f in dataclasses.fields(rule.options)]
-    return rule.with_options(**{n: getattr(cfg.rule, n) for n in names})
+    fields = dataclasses.fields(cfg.rule) if cfg.rule is not None else ()
+    values = {f.name: getattr(cfg.rule, f.name) for f in fields}
+    return rules.get_rule(cfg.method).with_options(**values)
 
 
 def build_neuron(cfg: config_lib.Config) -> LIF:
@@ -276,7 +273,8 @@ def default_workdir(cfg: config_lib.Config) -> str:
 
     mine = trajectory(cfg)
     if cfg.name in config_lib.list_presets():
-        base = trajectory(config_lib.get_config(cfg.name))
+        # the preset run with this method: its rule.* defaults are not a change (as before 0.2)
+        base = trajectory(config_lib.get_config(cfg.name, {"method": cfg.method}))
         absent = object()  # a key of one architecture only (a model option)
         mine = {
             k: mine.get(k, "(absent)")

@@ -32,6 +32,7 @@ examples:
   ottt-train --set method=bptt                  # in runs/digits-bptt
   ottt-train --config digits --set optim.lr=0.05 --set num_steps=6
   ottt-train --list-keys                        # every KEY for --set, with its doc
+  ottt-train --import my_plugin.py --set model.arch=my_net   # a model registered by a plugin
   ottt-train --set num_steps=6 --print-config   # the resolved config, no training"""
 
 _EVAL_HELP = """\
@@ -101,6 +102,16 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
         help="run directory (default: runs/<preset>-<method>[-<hash of the changed keys>])",
     )
     p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a plugin, a module (mypkg.mymodule) or a file (path/to/file.py), before the "
+        "config is read, so --set can name the models, rules, datasets or presets it registers "
+        "(repeatable; recorded in config.json, re-imported by ottt-eval)",
+    )
+    p.add_argument(
         "--resume",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -142,7 +153,11 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
     if args.resume is not None:
         overrides.append(f"resume={str(args.resume).lower()}")
     try:
+        plugins = config_lib.import_plugins(args.imports)  # before the config names them
         cfg = config_lib.get_config(args.config, overrides)
+        if plugins:
+            imports = tuple(dict.fromkeys((*cfg.imports, *plugins)))
+            cfg = config_lib.apply_overrides(cfg, {"imports": imports})
         if args.print_config:
             print(resolved_config_json(cfg, args.workdir))
             return 0
