@@ -41,6 +41,7 @@ RESUMABLE_REASONS = {
     "max_checkpoints": "checkpointing: how many periodic checkpoints stay on disk",
     "resume": "checkpointing: whether to continue from a checkpoint at all",
     "max_train_steps": "run length: where the same trajectory stops (the schedule spans epochs)",
+    "imports": "loading: modules that register extensions; the keys selecting them are compared",
 }
 REASON_KINDS = ("paths", "evaluation", "loading", "logging", "checkpointing", "run length")
 
@@ -90,8 +91,9 @@ def _candidates(value) -> list:
         return [value / 2, 2 * value, value + 0.1, 0.1, 0.5, 0.01]
     if isinstance(value, str):
         return [n for n in _names() if n != value]
-    if isinstance(value, list):  # a layout such as model.vgg_cfg
-        return [value[:-1], [2 * value[0], *value[1:]]] if value else []
+    if isinstance(value, (list, tuple)):  # a layout such as model.vgg_cfg, or the imports
+        # an empty list is ``imports``: a stdlib module is a valid plugin with no side effects
+        return [value[:-1], [2 * value[0], *value[1:]]] if value else [["json"]]
     assert value is None, value
     return [*range(1, 33), 0.5, 0.1, "other"]
 
