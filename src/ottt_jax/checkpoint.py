@@ -52,6 +52,7 @@ __all__ = [
     "CheckpointWriteError",
     "Checkpointer",
     "IncompatibleCheckpointError",
+    "NoiseFilter",
     "decode_iterator_state",
     "encode_iterator_state",
 ]
@@ -213,13 +214,57 @@ def _quiet_orbax() -> Iterator[None]:
         absl_logger.removeFilter(drop)
 
 
-def _call_quietly(fn: Any, on_error: Any = None) -> tuple[Any, Any]:
+class NoiseFilter:
+    """A ``sys.unraisablehook`` that drops orbax's failure debris, installed only while needed.
+
+    orbax's background threads can release a failed read's coroutines after the call returned,
+    so a :class:`Checkpointer` installs this after its first failed orbax call and removes it in
+    :meth:`Checkpointer.close` (after orbax's threads are joined and the debris collected). Any
+    other unraisable exception goes to the hook that was installed before.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+
+    @property
+    def installed(self) -> bool:
+        """Return whether this filter is (still) forwarding to a previous hook."""
+        return self._previous is not None
+
+    def install(self) -> None:
+        """Wrap the current ``sys.unraisablehook`` (once; later calls do nothing)."""
+        if self._previous is None:
+            self._previous = sys.unraisablehook
+            sys.unraisablehook = self
+
+    def __call__(self, unraisable: Any) -> None:
+        if not _is_orbax_noise(unraisable):
+            (self._previous or sys.__unraisablehook__)(unraisable)
+
+    def remove(self) -> None:
+        """Collect the pending debris and restore the previous hook (if this one is current)."""
+        if self._previous is None:
+            return
+        gc.collect()
+        if sys.unraisablehook is self:
+            sys.unraisablehook = self._previous
+            self._previous = None
+
+
+def _call_quietly(
+    fn: Any, on_error: Any = None, noise: NoiseFilter | None = None
+) -> tuple[Any, Any]:
     """Run the orbax call ``fn()`` with its noise dropped.
 
+    Args:
+      fn: the orbax call.
+      on_error: ``on_error(exception)`` makes the returned error (default: its one-line summary).
+      noise: installed when the call fails, to drop debris orbax's threads release later; its
+        owner removes it (None: nothing stays installed after this returns).
+
     Returns:
-      ``(fn(), None)``, or ``(None, on_error(exception))`` (default: its one-line summary) when
-      it raised; the failed call's debris is collected before this returns, so no traceback
-      surfaces later.
+      ``(fn(), None)``, or ``(None, on_error(exception))`` when it raised; the failed call's
+      debris is collected before this returns, so no traceback surfaces later.
     """
     with _quiet_orbax():
         try:
@@ -230,24 +275,9 @@ def _call_quietly(fn: Any, on_error: Any = None) -> tuple[Any, Any]:
         # coroutines; those in reference cycles need a collection. Both happen here, while the
         # hook still drops their noise (only on this failure path).
         gc.collect()
-    # orbax's background threads can still drop a failed read's coroutine after this returns:
-    # from now on, the process's unraisable hook drops that debris (and only that).
-    _keep_dropping_orbax_noise()
+    if noise is not None:
+        noise.install()
     return None, summary
-
-
-def _keep_dropping_orbax_noise() -> None:
-    """Wrap ``sys.unraisablehook`` (once per hook) so that orbax's failure debris is dropped."""
-    current = sys.unraisablehook
-    if getattr(current, "_drops_orbax_noise", False):
-        return
-
-    def hook(unraisable):
-        if not _is_orbax_noise(unraisable):
-            current(unraisable)
-
-    hook._drops_orbax_noise = True
-    sys.unraisablehook = hook
 
 
 def _remove_tmp_dirs(directory: str) -> list[str]:
@@ -314,6 +344,7 @@ class Checkpointer:
     ):
         self.workdir = os.path.abspath(os.fspath(workdir))
         self.read_only = read_only
+        self._noise = NoiseFilter()  # installed after a failed orbax call, removed by close()
         self._skipped: dict[str, set[int]] = {"latest": set(), "best": set()}  # left in place
         self._found_corrupt: set[str] = set()
         dirs = {"latest": "checkpoints", "best": "best"}
@@ -335,8 +366,10 @@ class Checkpointer:
             mngr, error = _call_quietly(
                 lambda path=path, opts=opts: ocp.CheckpointManager(path, options=opts),
                 lambda e, path=path: _write_error(e, path),
+                self._noise,
             )
             if error is not None:
+                self.close()
                 raise error
             self._managers[which] = mngr
         self._latest = self._managers["latest"]
@@ -394,7 +427,7 @@ class Checkpointer:
                 mngr.save(step, args=args, force=True)
                 mngr.wait_until_finished()
 
-            _, error = _call_quietly(write, lambda e, path=path: _write_error(e, path))
+            _, error = _call_quietly(write, lambda e, path=path: _write_error(e, path), self._noise)
             if error is not None:
                 if self._is_primary:
                     _remove_tmp_dirs(os.fspath(mngr.directory))
@@ -469,9 +502,10 @@ class Checkpointer:
         return self._none_left(which, step)
 
     def close(self) -> None:
-        """Release orbax's resources."""
+        """Release orbax's resources and restore ``sys.unraisablehook`` if a call failed."""
         for mngr in self._managers.values():
             _call_quietly(mngr.close)
+        self._noise.remove()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -487,7 +521,7 @@ class Checkpointer:
         return sorted((s for s in steps if s not in self._skipped[which]), reverse=True)
 
     def _read(self, mngr: ocp.CheckpointManager, step: int, args: Any) -> Any:
-        out, reason = _call_quietly(lambda: mngr.restore(step, args=args))
+        out, reason = _call_quietly(lambda: mngr.restore(step, args=args), noise=self._noise)
         if reason is not None:
             raise _Corrupt(reason)
         return out
@@ -508,7 +542,7 @@ class Checkpointer:
                 raise ValueError("no saved tree")
             return _leaf_shapes(tree.tree)
 
-        shapes, error = _call_quietly(read)
+        shapes, error = _call_quietly(read, noise=self._noise)
         if error is not None:
             self._report_corrupt(
                 which, step, f"{reason}; state metadata unreadable: {error}", fallback=fallback
