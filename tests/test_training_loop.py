@@ -48,8 +48,21 @@ def test_digits_preset_reaches_90_percent(tmp_path):
     assert r["steps"] == 8 * 44
     with open(r["metrics"]) as f:
         recs = [json.loads(line) for line in f]
-    assert {"train", "eval"} == {x["kind"] for x in recs}
-    assert [x["epoch"] for x in recs if x["kind"] == "eval"] == [4, 8]
+    assert {"train", "eval", "epoch"} == {x["kind"] for x in recs}
+    evals = [x for x in recs if x["kind"] == "eval"]
+    assert [x["epoch"] for x in evals] == [4, 8]
+    # One history entry per epoch; the preset logs once per epoch (log_every=44), so each
+    # epoch's mean loss, accuracy and lr are exactly those of its train record.
+    train_recs = [x for x in recs if x["kind"] == "train"]
+    assert [h.epoch for h in r.history] == list(range(1, 9))
+    assert [h.step for h in r.history] == [x["step"] for x in train_recs]
+    for h, x in zip(r.history, train_recs, strict=True):
+        assert (h.loss, h.train_accuracy, h.lr) == (x["loss"], x["accuracy"], x["lr"])
+        assert h.images_per_sec > 0
+    assert [h.test_accuracy for h in r.history if h.test_accuracy is not None] == [
+        x["accuracy"] for x in evals
+    ]
+    assert [h.epoch for h in r.history if h.test_accuracy is not None] == [4, 8]
     assert os.path.getsize(r["curves"]) > 10_000  # a real PNG of the curves
     assert r["best_checkpoint"] is not None and os.path.isdir(r["checkpoint"])
     # ottt-eval at another T (Fig. 3 setting): more steps still classify well

@@ -10,7 +10,8 @@ from ottt_jax import config as config_lib
 from ottt_jax.errors import UserError
 from ottt_jax.training import distributed
 from ottt_jax.training.build import resolved_config_json
-from ottt_jax.training.loop import TrainingDivergedError, evaluate_checkpoint, train
+from ottt_jax.training.loop import TrainingDivergedError, evaluate_checkpoint
+from ottt_jax.training.run import train
 from ottt_jax.xla_flags import set_default_cpu_flags
 
 __all__ = ["cli_eval", "cli_train", "list_keys"]
