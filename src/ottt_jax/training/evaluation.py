@@ -188,7 +188,7 @@ def evaluate_checkpoint(
         )
     cfg = config_lib.from_dict(meta["config"])
     s = make_setup(cfg, devices)
-    tx, _ = make_optimizer(cfg, 1)
+    tx, _ = make_optimizer(cfg, 1, rule=s.rule)
     ts, meta = ckpt.restore(init_train_state(s, tx), which=which)
     path = f"{ckpt.best_dir if which == 'best' else ckpt.latest_dir}/{int(ts.step)}"
     ckpt.close()
