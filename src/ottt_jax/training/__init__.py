@@ -2,6 +2,7 @@
 
 * :mod:`~ottt_jax.training.build` — config → rule (registry), model (with the rule's mode),
   optimizer and LR schedule, devices; ``make_training`` builds them once.
+* :mod:`~ottt_jax.training.loaders` — ``per_host_batch``, ``split_loader`` (a config's loaders).
 * :mod:`~ottt_jax.training.steps` — ``init_train_state``, ``make_train_step``, ``make_eval_step``.
 * :mod:`~ottt_jax.training.run` — ``train`` (config, in-memory data, build, workdir lock).
 * :mod:`~ottt_jax.training.loop` — ``train_run``: restore or init, the step loop.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -31,6 +30,7 @@ from ottt_jax import rules
 from ottt_jax.models import registry as model_registry
 from ottt_jax.neuron import LIF
 from ottt_jax.surrogate import get_surrogate
+from ottt_jax.training.loaders import per_host_batch, split_loader
 
 __all__ = [
     "Setup",
@@ -47,6 +47,7 @@ __all__ = [
     "per_host_batch",
     "resolve_workdir",
     "resolved_config_json",
+    "split_loader",
     "update_count",
     "user_model",
 ]
@@ -208,31 +209,6 @@ def make_optimizer(
     return optax.chain(*parts), schedule
 
 
-def per_host_batch(global_batch: int, n_devices: int, *, pad: bool = False) -> int:
-    """Return this host's share of a global batch.
-
-    Args:
-      global_batch: the global batch size.
-      n_devices: the number of devices in the mesh.
-      pad: round ``global_batch`` up to a multiple of ``n_devices`` (evaluation, which masks the
-        padding) instead of refusing it.
-
-    Returns:
-      ``global_batch / process_count`` (after rounding up when ``pad``).
-
-    Raises:
-      ValueError: naming ``data.batch_size`` when it does not divide by the device count.
-    """
-    if global_batch % n_devices:
-        if not pad:
-            raise ValueError(
-                f"data.batch_size={global_batch} must be divisible by the number of devices "
-                f"({n_devices}); choose a multiple of {n_devices}"
-            )
-        global_batch = n_devices * math.ceil(global_batch / n_devices)
-    return global_batch // jax.process_count()
-
-
 def user_model(model: Any, rule: Any) -> nn.Module:
     """Return a user's model for ``rule``: ``model`` itself, or ``model(rule.mode)``.
 
@@ -339,19 +315,7 @@ def make_training(
       The :class:`Training`.
     """
     s = make_setup(cfg, devices, model=model)
-    loader = data_lib.make_loader(
-        cfg.data.dataset,
-        "train",
-        batch_size=per_host_batch(cfg.data.batch_size, s.mesh.size),
-        seed=cfg.seed,
-        data_dir=cfg.data.data_dir,
-        augment=cfg.data.augment,
-        drop_remainder=True,
-        shard_index=jax.process_index(),
-        shard_count=jax.process_count(),
-        worker_count=cfg.data.worker_count,
-        num_frames=cfg.effective_num_frames,
-    )
+    loader = split_loader(cfg, "train", per_host_batch(cfg.data.batch_size, s.mesh.size))
     per_epoch = loader.steps_per_epoch
     total = cfg.optim.epochs * per_epoch
     if cfg.max_train_steps is not None:

@@ -15,9 +15,14 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from ottt_jax import config as config_lib
-from ottt_jax import data as data_lib
 from ottt_jax.checkpoint import Checkpointer
-from ottt_jax.training.build import Setup, make_optimizer, make_setup, per_host_batch
+from ottt_jax.training.build import (
+    Setup,
+    make_optimizer,
+    make_setup,
+    per_host_batch,
+    split_loader,
+)
 from ottt_jax.training.logging import read_metrics
 from ottt_jax.training.steps import init_train_state, make_eval_step
 from ottt_jax.training.workdir import check_workdir
@@ -96,18 +101,7 @@ def evaluate(
     """
     cfg = s.cfg
     per_host = per_host_batch(cfg.data.eval_batch_size, s.mesh.size, pad=True)
-    loader = data_lib.make_loader(
-        cfg.data.dataset,
-        "test",
-        batch_size=per_host,
-        seed=cfg.seed,
-        data_dir=data_dir or cfg.data.data_dir,
-        drop_remainder=False,
-        shard_index=jax.process_index(),
-        shard_count=jax.process_count(),
-        worker_count=cfg.data.worker_count,
-        num_frames=cfg.effective_num_frames,
-    )
+    loader = split_loader(cfg, "test", per_host, data_dir=data_dir)
     step = make_eval_step(s, num_steps)
     tot = {"correct": 0.0, "loss": 0.0, "count": 0.0}
     for batch in loader:
