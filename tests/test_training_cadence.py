@@ -122,6 +122,9 @@ def test_the_run_is_built_once_with_the_rules_update_count():
     assert r.lr(44) == pytest.approx(float(r.schedule(44 * 4)))
     schedule = build.make_schedule(cfg, 44)
     assert r.lr(44) == pytest.approx(float(schedule(build.update_count(cfg, 44))))
+    assert not r.setup.user_model
+    mine = build.make_setup(cfg, model=lambda mode: r.setup.model.clone(mode=mode))
+    assert mine.user_model and mine.model.mode == mine.rule.mode
 
 
 def test_in_memory_data_is_registered_for_the_call_only():

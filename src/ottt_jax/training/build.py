@@ -64,6 +64,7 @@ class Setup(NamedTuple):
       mesh: a 1-D ``('data',)`` mesh over the devices.
       batch_sharding: batches split along their leading axis over the mesh.
       replicated: parameters and metrics, replicated on every device.
+      user_model: the model is the caller's (``train(model=...)``), not built from ``cfg.model``.
     """
 
     cfg: config_lib.Config
@@ -73,6 +74,7 @@ class Setup(NamedTuple):
     mesh: jax.sharding.Mesh
     batch_sharding: NamedSharding
     replicated: NamedSharding
+    user_model: bool = False
 
 
 def compute_dtype(cfg: config_lib.Config) -> Any:
@@ -257,10 +259,8 @@ def make_setup(
     """
     info = data_lib.get_dataset_info(cfg.data.dataset, num_frames=cfg.effective_num_frames)
     rule = build_rule(cfg)
-    if model is None:
-        model = build_model(cfg, mode=rule.mode)
-    else:
-        model = user_model(model, rule)
+    users = model is not None
+    model = user_model(model, rule) if users else build_model(cfg, mode=rule.mode)
     devices = list(jax.devices() if devices is None else devices)
     mesh = jax.sharding.Mesh(np.array(devices), ("data",))
     return Setup(
@@ -271,6 +271,7 @@ def make_setup(
         mesh=mesh,
         batch_sharding=NamedSharding(mesh, P("data")),
         replicated=NamedSharding(mesh, P()),
+        user_model=users,
     )
 
 

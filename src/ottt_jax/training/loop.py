@@ -313,7 +313,8 @@ def _run_steps(run, ckpt, logger, ls: _LoopState, on_step, bar) -> None:
 def _start(run: Training, ckpt: Checkpointer, workdir: str) -> tuple[_LoopState, MetricsLogger]:
     """Restore or initialize, write ``config.json`` and open the metrics (replaying none)."""
     ts, it, best_acc = restore_or_init(run, ckpt, workdir)
-    # A user model's rule check (issue 15's check_rule, helper 15) goes here, once, at step 0.
+    # The one call site of issue 15's check_rule (wired at merge): on a user model
+    # (run.setup.user_model), once, before the first step (int(ts.step) == 0).
     is_main = jax.process_index() == 0
     if is_main:
         write_config(run.setup.cfg, workdir)
