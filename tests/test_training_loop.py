@@ -41,6 +41,21 @@ def test_package_exposes_train_function():
         ottt_jax.train("no_such_preset")
 
 
+def test_root_api_names_and_a_light_import():
+    import subprocess
+    import sys
+
+    import ottt_jax
+    from ottt_jax import models, online, surrogate
+
+    assert ottt_jax.make_step is models.make_step and ottt_jax.Hoist is online.Hoist
+    assert ottt_jax.sltt_k_grad is online.sltt_k_grad
+    assert ottt_jax.custom_surrogate is surrogate.custom and not hasattr(ottt_jax, "custom")
+    code = "import sys, ottt_jax; print(sorted(m for m in sys.modules if 'ottt_jax.training' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # the trainer is imported when train runs, not before
+
+
 def test_digits_preset_reaches_90_percent(tmp_path):
     """The embedded default on real data, with a reduced epoch count (the preset runs 30)."""
     r = training.train(_digits("optim.epochs=8", "eval_every_epochs=4"), workdir=str(tmp_path))
