@@ -83,7 +83,9 @@ def test_builtin_facts_come_from_the_catalog_once():
 
 
 def test_unknown_and_duplicate_names(scratch_catalog):
-    with pytest.raises(ValueError, match="unknown dataset 'nope'; valid names: digits, cifar10"):
+    with pytest.raises(
+        ValueError, match=r"unknown dataset 'nope'; registered datasets: \['digits', 'cifar10'"
+    ):
         catalog.get_dataset("nope")
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         make_loader("nope", "train", batch_size=2, seed=0)
@@ -261,3 +263,37 @@ def test_tfds_image_dataset_by_name_end_to_end(scratch_catalog, tmp_path):
         )
     with pytest.raises(ValueError, match="not an image classification dataset"):
         catalog.tfds_image_dataset("mnist", image_key="pixels", register=False)
+
+
+def test_data_modules_import_one_way():
+    """spec ← sources ← digits ← catalog: no module imports one that imports it (no cycle)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(catalog.__file__).parent
+
+    def data_imports(name):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("ottt_jax.data."):
+                    found.add(node.module.rsplit(".", 1)[1])
+                elif node.module == "ottt_jax.data":
+                    found.update(a.name for a in node.names)
+        return found
+
+    assert data_imports("spec") == set()
+    assert data_imports("sources") == {"spec"}
+    assert data_imports("digits") == {"sources"}
+    assert data_imports("catalog") >= {"spec", "sources", "digits"}
+
+
+def test_split_sizes_are_defined_once():
+    from ottt_jax.data import DatasetInfo, DatasetSpec, digits
+
+    assert DatasetInfo.num_examples is DatasetSpec.num_examples
+    spec = catalog.get_dataset("digits")
+    assert (spec.num_train, spec.num_test) == (digits.NUM_TRAIN, digits.NUM_TEST)
+    assert len(digits.load_digits_split("train")[1]) == digits.NUM_TRAIN
+    assert spec.num_examples("test") == len(digits.load_digits_split("test")[1])

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from ottt_jax.checkpoint import (
     Checkpointer,
     CheckpointWriteError,
     IncompatibleCheckpointError,
+    NoiseFilter,
     decode_iterator_state,
     encode_iterator_state,
 )
@@ -148,6 +150,8 @@ def test_corrupt_latest_falls_back_to_the_intact_one_with_one_line(
     assert ckpt.latest_step() == 1
     assert os.path.isdir(os.path.join(workdir, "corrupt", "latest_2"))
     ckpt.save(2, _state(2), _meta(2))
+    ckpt.close()  # the debris filter goes with the checkpointer: the process's hook is back
+    assert sys.unraisablehook == unraisable.append
     state, meta = ckpt.restore(_state(0))
     assert meta["step"] == 2
     np.testing.assert_array_equal(state["params"]["w"], np.arange(2000.0) + 2)
@@ -358,3 +362,19 @@ def test_training_resumes_past_a_corrupt_latest_checkpoint_to_the_uninterrupted_
     assert resumed["steps"] == 10
     chex.assert_trees_all_equal(jax.device_get(resumed["params"]), jax.device_get(full["params"]))
     assert (run / "corrupt" / "latest_8").is_dir()
+
+
+def test_the_debris_filter_drops_only_orbax_debris_and_is_removed(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    noise = NoiseFilter()
+    noise.install()
+    noise.install()  # once: a second failure does not wrap it twice
+    assert sys.unraisablehook is noise
+    debris = types.SimpleNamespace(object=None, exc_value=RuntimeError("Event loop is closed"))
+    other = types.SimpleNamespace(object=None, exc_value=RuntimeError("a user's error"))
+    noise(debris)
+    noise(other)
+    assert seen == [other]
+    noise.remove()
+    assert sys.unraisablehook == seen.append and not noise.installed

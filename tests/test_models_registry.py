@@ -134,3 +134,26 @@ def test_user_model_registered_with_one_entry_is_built_by_name_and_trains():
     with pytest.raises(ValueError, match="needs a model built with"):  # built for BPTT
         bptt_model = build_model("dense_snn", num_classes=3, mode=BPTT)
         rule.apply(make_step(bptt_model), loss_fn, opt, params, None, st, x, y, num_steps=3)
+
+
+def test_a_model_entry_unregisters_and_bad_entries_are_refused():
+    from ottt_jax.models import registry
+
+    @dataclasses.dataclass(frozen=True)
+    class NoOptions:
+        pass
+
+    registry.register_model("scratch", lambda **kw: None, NoOptions)
+    assert "scratch" in registry.model_names()
+    registry.unregister_model("scratch")
+    assert "scratch" not in registry.model_names()
+    with pytest.raises(ValueError, match=r"unknown model 'scratch'"):
+        registry.unregister_model("scratch")
+
+    @dataclasses.dataclass
+    class Mutable:
+        pass
+
+    with pytest.raises(ValueError, match="options Mutable for model 'bad' must be frozen"):
+        registry.register_model("bad", lambda **kw: None, Mutable)
+    assert "bad" not in registry.model_names()

@@ -41,6 +41,21 @@ def test_package_exposes_train_function():
         ottt_jax.train("no_such_preset")
 
 
+def test_root_api_names_and_a_light_import():
+    import subprocess
+    import sys
+
+    import ottt_jax
+    from ottt_jax import models, online, surrogate
+
+    assert ottt_jax.make_step is models.make_step and ottt_jax.Hoist is online.Hoist
+    assert ottt_jax.sltt_k_grad is online.sltt_k_grad
+    assert ottt_jax.custom_surrogate is surrogate.custom and not hasattr(ottt_jax, "custom")
+    code = "import sys, ottt_jax; print(sorted(m for m in sys.modules if 'ottt_jax.training' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # the trainer is imported when train runs, not before
+
+
 def test_digits_preset_reaches_90_percent(tmp_path):
     """The embedded default on real data, with a reduced epoch count (the preset runs 30)."""
     r = training.train(_digits("optim.epochs=8", "eval_every_epochs=4"), workdir=str(tmp_path))
@@ -48,8 +63,21 @@ def test_digits_preset_reaches_90_percent(tmp_path):
     assert r["steps"] == 8 * 44
     with open(r["metrics"]) as f:
         recs = [json.loads(line) for line in f]
-    assert {"train", "eval"} == {x["kind"] for x in recs}
-    assert [x["epoch"] for x in recs if x["kind"] == "eval"] == [4, 8]
+    assert {"train", "eval", "epoch"} == {x["kind"] for x in recs}
+    evals = [x for x in recs if x["kind"] == "eval"]
+    assert [x["epoch"] for x in evals] == [4, 8]
+    # One history entry per epoch; the preset logs once per epoch (log_every=44), so each
+    # epoch's mean loss, accuracy and lr are exactly those of its train record.
+    train_recs = [x for x in recs if x["kind"] == "train"]
+    assert [h.epoch for h in r.history] == list(range(1, 9))
+    assert [h.step for h in r.history] == [x["step"] for x in train_recs]
+    for h, x in zip(r.history, train_recs, strict=True):
+        assert (h.loss, h.train_accuracy, h.lr) == (x["loss"], x["accuracy"], x["lr"])
+        assert h.images_per_sec > 0
+    assert [h.test_accuracy for h in r.history if h.test_accuracy is not None] == [
+        x["accuracy"] for x in evals
+    ]
+    assert [h.epoch for h in r.history if h.test_accuracy is not None] == [4, 8]
     assert os.path.getsize(r["curves"]) > 10_000  # a real PNG of the curves
     assert r["best_checkpoint"] is not None and os.path.isdir(r["checkpoint"])
     # ottt-eval at another T (Fig. 3 setting): more steps still classify well

@@ -80,6 +80,9 @@ def test_resume_keeps_best_accuracy_and_best_checkpoint(tmp_path):
     assert resumed["best_test_accuracy"] == best_acc
     for r in (full, resumed):
         assert Checkpointer(r["workdir"]).read_meta()["best_accuracy"] == best_acc
+    # The history spans the resume: the epochs before it come from metrics.jsonl.
+    untimed = lambda r: [h._replace(images_per_sec=None) for h in r.history]
+    assert len(resumed.history) == 6 and untimed(resumed) == untimed(full)
 
 
 def test_eval_num_steps_differs_from_num_steps(tmp_path):

@@ -10,24 +10,29 @@ Core (pure functions over pytrees):
 * :mod:`ottt_jax.rules` — the gradient-rule registry (:func:`get_rule`, :func:`register_rule`).
 * :mod:`ottt_jax.losses` — the paper's instantaneous loss.
 
-``ottt_jax.train(cfg)`` (the training entry point, :func:`ottt_jax.training.train`) is imported
-lazily.
+``ottt_jax.train(cfg)`` (the training entry point, :func:`ottt_jax.api.train`) imports the trainer
+when it is called, so ``import ottt_jax`` stays light.
 """
 
+from ottt_jax.api import train
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.mode import BPTT, OTTT, SLTT, Mode
+from ottt_jax.models import make_step
 from ottt_jax.neuron import LIF, LIFState, Neuron
 from ottt_jax.online import (
+    Hoist,
     OnlineResult,
     OnlineUpdateResult,
     bptt_grad,
     forward,
     ottt_grad,
     ottt_update,
+    sltt_k_grad,
     three_factor_grad,
 )
 from ottt_jax.rules import Rule, get_rule, register_rule, rule_names
-from ottt_jax.surrogate import Atan, Clamp, Rectangular, Sigmoid, custom, get_surrogate
+from ottt_jax.surrogate import Atan, Clamp, Rectangular, Sigmoid, get_surrogate
+from ottt_jax.surrogate import custom as custom_surrogate
 from ottt_jax.trace import conv_spike_trace, dense_spike_trace, spike_trace, update_trace
 
 __version__ = "0.1.0"
@@ -39,6 +44,7 @@ __all__ = [
     "SLTT",
     "Atan",
     "Clamp",
+    "Hoist",
     "LIFState",
     "Mode",
     "Neuron",
@@ -49,26 +55,20 @@ __all__ = [
     "Sigmoid",
     "bptt_grad",
     "conv_spike_trace",
-    "custom",
+    "custom_surrogate",
     "dense_spike_trace",
     "forward",
     "get_rule",
     "get_surrogate",
     "instantaneous_loss",
+    "make_step",
     "ottt_grad",
     "ottt_update",
     "register_rule",
     "rule_names",
+    "sltt_k_grad",
     "spike_trace",
     "three_factor_grad",
     "train",
     "update_trace",
 ]
-
-
-def __getattr__(name: str):
-    if name == "train":  # lazy: the training package imports the whole library
-        from ottt_jax.training import train
-
-        return train
-    raise AttributeError(f"module 'ottt_jax' has no attribute {name!r}")

@@ -27,16 +27,10 @@ the fix (orbax / tensorstore report them as long tracebacks and asyncio noise):
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import gc
-import inspect
 import logging
 import os
 import shutil
-import sys
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -44,6 +38,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from ottt_jax.errors import UserError
+from ottt_jax.orbax_calls import NoiseFilter, call_quietly, has_errno, one_line
 
 __all__ = [
     "TMP_DIR_MARKER",
@@ -52,6 +47,7 @@ __all__ = [
     "CheckpointWriteError",
     "Checkpointer",
     "IncompatibleCheckpointError",
+    "NoiseFilter",
     "decode_iterator_state",
     "encode_iterator_state",
 ]
@@ -62,8 +58,6 @@ logger = logging.getLogger(__name__)
 
 #: Part of the name of the temporary directory orbax writes a checkpoint into before renaming it.
 TMP_DIR_MARKER = ".orbax-checkpoint-tmp"
-
-_MAX_REASON = 160
 
 
 class CheckpointError(UserError):
@@ -124,130 +118,21 @@ def decode_iterator_state(encoded: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def _one_line(err: BaseException) -> str:
-    """Return ``Type: first line of the message``, at most ``_MAX_REASON`` characters."""
-    text = str(err).strip().splitlines()
-    first = text[0].split(" See full TensorStore details")[0] if text else ""
-    reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
-    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
-
-
-def _chain(err: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__
-
-
-def _has_errno(err: BaseException, code: int) -> bool:
-    """Whether ``err`` (or its cause) is an OSError ``code``, also as tensorstore words it."""
-    for e in _chain(err):
-        if isinstance(e, OSError) and e.errno == code:
-            return True
-        if f"os_error_code='{code}'" in str(e) or os.strerror(code) in str(e):
-            return True
-    return False
-
-
 def _write_error(err: BaseException, path: str) -> CheckpointWriteError:
-    if _has_errno(err, errno.ENOSPC):
+    if has_errno(err, errno.ENOSPC):
         return CheckpointWriteError(
             f"disk full while writing checkpoint {path}: free space on that disk (or pass "
             "another --workdir on a disk with room) and rerun to resume from the last checkpoint"
         )
-    if _has_errno(err, errno.EROFS) or _has_errno(err, errno.EACCES):
+    if has_errno(err, errno.EROFS) or has_errno(err, errno.EACCES):
         return CheckpointWriteError(
             f"cannot write checkpoint {path}: the directory is read-only; make it writable or "
             "pass another --workdir"
         )
     return CheckpointWriteError(
-        f"cannot write checkpoint {path} ({_one_line(err)}); check the disk and the directory, "
+        f"cannot write checkpoint {path} ({one_line(err)}); check the disk and the directory, "
         "or pass another --workdir"
     )
-
-
-class _DropErrors(logging.Filter):
-    """Drop orbax's ERROR logs (with tracebacks) for failures this module reports itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR
-
-
-def _is_orbax_noise(unraisable: Any) -> bool:
-    """Whether an unraisable exception is the debris of a failed orbax / tensorstore call."""
-    obj = unraisable.object
-    if inspect.iscoroutine(obj) and "orbax" in obj.cr_code.co_filename:
-        return True  # a read coroutine whose exception nobody awaited
-    exc = unraisable.exc_value
-    # tensorstore completing a future for orbax's asyncio loop after that loop closed
-    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
-
-
-@contextlib.contextmanager
-def _quiet_orbax() -> Iterator[None]:
-    """Drop the noise orbax makes around a failure that the caller reports in one line.
-
-    A failed orbax read or write logs each background thread's traceback, leaves coroutines
-    whose exceptions Python prints when they are collected ("Exception ignored in <coroutine>",
-    "coroutine ... was never awaited") and tensorstore callbacks that find orbax's event loop
-    closed ("Event loop is closed"). Within the block those are dropped; any other unraisable
-    exception goes to the previous hook.
-    """
-    absl_logger = logging.getLogger("absl")
-    drop = _DropErrors()
-    previous = sys.unraisablehook
-
-    def hook(unraisable):
-        if not _is_orbax_noise(unraisable):
-            previous(unraisable)
-
-    absl_logger.addFilter(drop)
-    sys.unraisablehook = hook
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
-            yield
-    finally:
-        sys.unraisablehook = previous
-        absl_logger.removeFilter(drop)
-
-
-def _call_quietly(fn: Any, on_error: Any = None) -> tuple[Any, Any]:
-    """Run the orbax call ``fn()`` with its noise dropped.
-
-    Returns:
-      ``(fn(), None)``, or ``(None, on_error(exception))`` (default: its one-line summary) when
-      it raised; the failed call's debris is collected before this returns, so no traceback
-      surfaces later.
-    """
-    with _quiet_orbax():
-        try:
-            return fn(), None
-        except Exception as e:  # tensorstore raises bare Exception / ValueError; JSON its own
-            summary = (on_error or _one_line)(e)
-        # Leaving the except block releases the traceback, which holds orbax's failed
-        # coroutines; those in reference cycles need a collection. Both happen here, while the
-        # hook still drops their noise (only on this failure path).
-        gc.collect()
-    # orbax's background threads can still drop a failed read's coroutine after this returns:
-    # from now on, the process's unraisable hook drops that debris (and only that).
-    _keep_dropping_orbax_noise()
-    return None, summary
-
-
-def _keep_dropping_orbax_noise() -> None:
-    """Wrap ``sys.unraisablehook`` (once per hook) so that orbax's failure debris is dropped."""
-    current = sys.unraisablehook
-    if getattr(current, "_drops_orbax_noise", False):
-        return
-
-    def hook(unraisable):
-        if not _is_orbax_noise(unraisable):
-            current(unraisable)
-
-    hook._drops_orbax_noise = True
-    sys.unraisablehook = hook
 
 
 def _remove_tmp_dirs(directory: str) -> list[str]:
@@ -314,6 +199,7 @@ class Checkpointer:
     ):
         self.workdir = os.path.abspath(os.fspath(workdir))
         self.read_only = read_only
+        self._noise = NoiseFilter()  # installed after a failed orbax call, removed by close()
         self._skipped: dict[str, set[int]] = {"latest": set(), "best": set()}  # left in place
         self._found_corrupt: set[str] = set()
         dirs = {"latest": "checkpoints", "best": "best"}
@@ -332,11 +218,13 @@ class Checkpointer:
             if not read_only and self._is_primary:
                 for tmp in _remove_tmp_dirs(path):
                     logger.warning("removed the unfinished checkpoint %s (left by a crash)", tmp)
-            mngr, error = _call_quietly(
+            mngr, error = call_quietly(
                 lambda path=path, opts=opts: ocp.CheckpointManager(path, options=opts),
                 lambda e, path=path: _write_error(e, path),
+                self._noise,
             )
             if error is not None:
+                self.close()
                 raise error
             self._managers[which] = mngr
         self._latest = self._managers["latest"]
@@ -394,7 +282,7 @@ class Checkpointer:
                 mngr.save(step, args=args, force=True)
                 mngr.wait_until_finished()
 
-            _, error = _call_quietly(write, lambda e, path=path: _write_error(e, path))
+            _, error = call_quietly(write, lambda e, path=path: _write_error(e, path), self._noise)
             if error is not None:
                 if self._is_primary:
                     _remove_tmp_dirs(os.fspath(mngr.directory))
@@ -469,9 +357,10 @@ class Checkpointer:
         return self._none_left(which, step)
 
     def close(self) -> None:
-        """Release orbax's resources."""
+        """Release orbax's resources and restore ``sys.unraisablehook`` if a call failed."""
         for mngr in self._managers.values():
-            _call_quietly(mngr.close)
+            call_quietly(mngr.close)
+        self._noise.remove()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -487,7 +376,7 @@ class Checkpointer:
         return sorted((s for s in steps if s not in self._skipped[which]), reverse=True)
 
     def _read(self, mngr: ocp.CheckpointManager, step: int, args: Any) -> Any:
-        out, reason = _call_quietly(lambda: mngr.restore(step, args=args))
+        out, reason = call_quietly(lambda: mngr.restore(step, args=args), noise=self._noise)
         if reason is not None:
             raise _Corrupt(reason)
         return out
@@ -508,7 +397,7 @@ class Checkpointer:
                 raise ValueError("no saved tree")
             return _leaf_shapes(tree.tree)
 
-        shapes, error = _call_quietly(read)
+        shapes, error = call_quietly(read, noise=self._noise)
         if error is not None:
             self._report_corrupt(
                 which, step, f"{reason}; state metadata unreadable: {error}", fallback=fallback

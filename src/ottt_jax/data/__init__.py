@@ -1,7 +1,10 @@
 """Datasets and input pipelines for ottt_jax (TFDS ``array_record`` sources + Grain).
 
-* :mod:`ottt_jax.data.catalog` — the one table of dataset facts; :func:`register_dataset`,
-  :func:`get_dataset`, :func:`dataset_names`, :func:`numpy_dataset`, :func:`tfds_image_dataset`.
+* :mod:`ottt_jax.data.catalog` — the registry of dataset specs and the built-ins;
+  :func:`register_dataset`, :func:`get_dataset`, :func:`dataset_names`, :func:`numpy_dataset`,
+  :func:`tfds_image_dataset`.
+* :mod:`ottt_jax.data.spec` — :class:`DatasetSpec` (one dataset's facts), :class:`DatasetInfo`.
+* :mod:`ottt_jax.data.sources` — the random-access sources (in-memory arrays, TFDS array_record).
 * :func:`get_dataset_info` — static facts (classes, frame shape, split sizes, mean/std).
 * :func:`make_loader` — a checkpointable Grain loader yielding
   ``{"image": float32 [B, H, W, C] or [B, T, H, W, C], "label": int32 [B]}``.
@@ -15,25 +18,21 @@ their images with it); reading and training never import it.
 """
 
 from ottt_jax.data.catalog import (
-    DatasetSpec,
+    DATASET_NAMES,
     dataset_names,
     get_dataset,
+    get_dataset_info,
     numpy_dataset,
+    open_source,
+    prepare_command,
     register_dataset,
     resolve_num_frames,
     tfds_image_dataset,
     unregister_dataset,
 )
 from ottt_jax.data.pipeline import Loader, make_loader, shard_bounds, steps_per_epoch
-from ottt_jax.data.sources import (
-    DATASET_NAMES,
-    SPLITS,
-    DatasetInfo,
-    DatasetNotPreparedError,
-    get_dataset_info,
-    open_source,
-    prepare_command,
-)
+from ottt_jax.data.sources import DatasetNotPreparedError
+from ottt_jax.data.spec import SPLITS, DatasetInfo, DatasetSpec
 
 __all__ = [
     "DATASET_NAMES",

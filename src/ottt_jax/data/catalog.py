@@ -1,26 +1,16 @@
-"""The dataset catalog: one table holding every fact about each dataset.
+"""The dataset catalog: the registry of :class:`DatasetSpec` entries and the built-in datasets.
 
-A :class:`DatasetSpec` says everything the configuration and the data layer need to know about a
-dataset: its classes, frame shape, split sizes, normalization, whether it is a sequence of event
-frames and which frame counts it offers, the record key of the image, its training and evaluation
-transforms and how to open a split. :mod:`ottt_jax.config` validates against it and
-:mod:`ottt_jax.data` loads from it; neither keeps a copy.
+A :class:`DatasetSpec` (:mod:`ottt_jax.data.spec`) says everything the configuration and the data
+layer need to know about a dataset; :mod:`ottt_jax.config` validates against the catalog and
+:mod:`ottt_jax.data` loads from it; neither keeps a copy. The sources the specs open live in
+:mod:`ottt_jax.data.sources`. Importing this module imports neither TensorFlow nor TFDS.
 
-Importing this module imports neither TensorFlow nor TFDS, so the configuration can read it
-cheaply; the TFDS openers import ``tensorflow_datasets`` when a split is opened.
-
-The frames rule (sequence datasets, one frame per time step), decided here once by
-:func:`resolve_num_frames`:
-
-* ``num_frames=None`` means ``num_steps`` (the training T) when the caller knows it, the
-  configuration always does; a caller that knows no T (a bare :func:`~ottt_jax.data.make_loader`)
-  gets the dataset's ``default_frames``.
-* An explicit ``num_frames`` must equal ``num_steps``.
-* The resolved count must be one of the dataset's ``frames`` (CIFAR10-DVS: 4, 5, 8, 10, 16, 20,
-  the frame counts its TFDS builder prepares).
-* Evaluation feeds the same sequences, so the evaluation T must equal that count too.
-
-Static datasets take no ``num_frames`` (it must be ``None``).
+The frames rule (sequence datasets, one frame per time step), decided once by
+:func:`resolve_num_frames`: ``num_frames=None`` means ``num_steps`` (the training T) when the
+caller knows it (the configuration always does), else the dataset's ``default_frames``; an
+explicit ``num_frames`` must equal ``num_steps``; the count must be one of the dataset's ``frames``
+(CIFAR10-DVS: 4, 5, 8, 10, 16, 20, the counts its TFDS builder prepares); evaluation feeds the
+same sequences, so its T must equal that count too. Static datasets take ``num_frames=None``.
 
 Register your own dataset with :func:`register_dataset`, or build the spec with
 :func:`numpy_dataset` (in-memory arrays) or :func:`tfds_image_dataset` (any TFDS image
@@ -30,7 +20,6 @@ classification dataset prepared in ``TFDS_DATA_DIR``), then train on it by name
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -38,9 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from ottt_jax.data import augment
+from ottt_jax.data import augment, digits
+from ottt_jax.data import sources as sources_lib
+from ottt_jax.data.sources import ArraySource, ArraySplits, DatasetNotPreparedError, TfdsOpener
+from ottt_jax.data.spec import SPLITS, DatasetInfo, DatasetSpec, check_split
+from ottt_jax.registry import Registry
 
 __all__ = [
+    "DATASET_NAMES",
     "SPLITS",
     "ArraySource",
     "ArraySplits",
@@ -52,7 +46,9 @@ __all__ = [
     "dataset_info",
     "dataset_names",
     "get_dataset",
+    "get_dataset_info",
     "numpy_dataset",
+    "open_source",
     "prepare_command",
     "register_dataset",
     "resolve_num_frames",
@@ -60,168 +56,13 @@ __all__ = [
     "unregister_dataset",
 ]
 
-#: The split names every dataset offers (ImageNet's ``test`` is its validation set).
-SPLITS = ("train", "test")
+
+def _check_spec(spec: Any) -> None:
+    if not isinstance(spec, DatasetSpec):
+        raise ValueError(f"register_dataset expects a DatasetSpec, got {type(spec).__name__}")
 
 
-class DatasetNotPreparedError(FileNotFoundError):
-    """The dataset's ``array_record`` files are not in the data directory."""
-
-
-def check_split(split: str) -> None:
-    """Raise a ``ValueError`` unless ``split`` is ``"train"`` or ``"test"``."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """Every fact about one dataset (one catalog entry).
-
-    Attributes:
-      name: the name used by ``data.dataset`` and :func:`~ottt_jax.data.make_loader`.
-      num_classes: number of labels ``K``; labels are in ``[0, K)``.
-      frame_shape: ``(H, W, C)`` of one model input frame after preprocessing (NHWC).
-      num_train: examples in the full ``train`` split.
-      num_test: examples in the full ``test`` split.
-      open_split: ``open_split(split, data_dir, num_frames)`` returns a random-access source
-        (``len`` and integer indexing) of dicts holding the image under ``image_key`` and an
-        integer ``"label"``; ``num_frames`` is the resolved frame count (None for static data).
-      eval_transform: ``eval_transform(image) -> float32 image``: the deterministic preprocessing
-        of one record (frames ``[T, H, W, C]`` for sequences).
-      train_transform: ``train_transform(image, rng) -> float32 image``, the training
-        augmentation, or None when the dataset has none.
-      uses_cutout: ``train_transform`` takes the loader's ``cutout=`` mode (CIFAR).
-      mean: per-channel mean subtracted by the preprocessing (of pixels scaled to [0, 1]).
-      std: per-channel std divided by the preprocessing.
-      frames: for a sequence dataset (each record a ``[T, H, W, C]`` sequence of event frames, one
-        fed per time step) the frame counts it offers; empty for static images.
-      default_frames: the frame count when neither ``num_frames`` nor ``num_steps`` is known; one
-        of ``frames`` (None for static images).
-      image_key: the record key holding the image.
-    """
-
-    name: str
-    num_classes: int
-    frame_shape: tuple[int, int, int]
-    num_train: int
-    num_test: int
-    open_split: Callable[[str, str | None, int | None], Any]
-    eval_transform: Callable[[np.ndarray], np.ndarray]
-    train_transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
-    uses_cutout: bool = False
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    frames: tuple[int, ...] = ()
-    default_frames: int | None = None
-    image_key: str = "image"
-
-    def __post_init__(self):
-        def bad(field: str, what: str) -> ValueError:
-            return ValueError(
-                f"DatasetSpec.{field} must be {what}; got {getattr(self, field)!r}"
-                f" (dataset {self.name!r})"
-            )
-
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise bad("name", "a non-empty string")
-        if not (_is_int(self.num_classes) and self.num_classes >= 1):
-            raise bad("num_classes", "an int >= 1")
-        shape = tuple(self.frame_shape) if isinstance(self.frame_shape, (tuple, list)) else ()
-        if len(shape) != 3 or not all(_is_int(s) and s >= 1 for s in shape):
-            raise bad("frame_shape", "(H, W, C), three ints >= 1")
-        object.__setattr__(self, "frame_shape", tuple(int(s) for s in shape))
-        for field in ("num_train", "num_test"):
-            if not (_is_int(getattr(self, field)) and getattr(self, field) >= 1):
-                raise bad(field, "an int >= 1")
-        for field in ("open_split", "eval_transform"):
-            if not callable(getattr(self, field)):
-                raise bad(field, "callable")
-        if self.train_transform is not None and not callable(self.train_transform):
-            raise bad("train_transform", "callable or None")
-        if self.uses_cutout and self.train_transform is None:
-            raise bad("uses_cutout", "False when there is no train_transform")
-        channels = self.frame_shape[-1]
-        for field in ("mean", "std"):
-            values = tuple(float(v) for v in getattr(self, field)) or (
-                (0.0,) * channels if field == "mean" else (1.0,) * channels
-            )
-            object.__setattr__(self, field, values)
-            if len(values) != channels:
-                raise bad(field, f"one value per channel ({channels})")
-        if any(s <= 0 for s in self.std):
-            raise bad("std", "positive")
-        frames = tuple(self.frames)
-        if not all(_is_int(t) and t >= 1 for t in frames):
-            raise bad("frames", "a tuple of ints >= 1 (empty for static images)")
-        object.__setattr__(self, "frames", tuple(int(t) for t in frames))
-        if frames and self.default_frames not in frames:
-            raise bad("default_frames", f"one of frames {frames}")
-        if not frames and self.default_frames is not None:
-            raise bad("default_frames", "None for a static dataset (frames is empty)")
-        if not isinstance(self.image_key, str) or not self.image_key:
-            raise bad("image_key", "a non-empty string")
-
-    @property
-    def is_sequence(self) -> bool:
-        """Return whether each record is a sequence of frames ``[T, H, W, C]``."""
-        return bool(self.frames)
-
-    @property
-    def has_augmentation(self) -> bool:
-        """Return whether the dataset has a training augmentation."""
-        return self.train_transform is not None
-
-    def num_examples(self, split: str) -> int:
-        """Return the size of ``split`` (``"train"`` or ``"test"``)."""
-        check_split(split)
-        return self.num_train if split == "train" else self.num_test
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """The facts of a dataset with its frame count resolved (what a loader serves).
-
-    Attributes:
-      name: the dataset name.
-      num_classes: number of labels ``K``.
-      frame_shape: ``(H, W, C)`` of one model input frame.
-      num_train: examples in the full ``train`` split.
-      num_test: examples in the full ``test`` split (ImageNet: the validation set).
-      is_sequence: True when each example is a sequence of frames ``[T, H, W, C]`` (DVS).
-      num_frames: ``T`` for sequence datasets, else ``None``.
-      mean: per-channel mean subtracted by the preprocessing.
-      std: per-channel std divided by the preprocessing.
-    """
-
-    name: str
-    num_classes: int
-    frame_shape: tuple[int, int, int]
-    num_train: int
-    num_test: int
-    is_sequence: bool
-    num_frames: int | None
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one example without the batch axis: ``(T, H, W, C)`` or ``(H, W, C)``."""
-        if self.is_sequence:
-            return (self.num_frames, *self.frame_shape)
-        return self.frame_shape
-
-    def num_examples(self, split: str) -> int:
-        """Return the size of ``split`` (``"train"`` or ``"test"``)."""
-        check_split(split)
-        return self.num_train if split == "train" else self.num_test
-
-
-_CATALOG: dict[str, DatasetSpec] = {}
+_DATASETS: Registry[DatasetSpec] = Registry("dataset", check=_check_spec)
 
 
 def register_dataset(spec: DatasetSpec, overwrite: bool = False) -> DatasetSpec:
@@ -237,40 +78,23 @@ def register_dataset(spec: DatasetSpec, overwrite: bool = False) -> DatasetSpec:
     Raises:
       ValueError: ``spec`` is not a DatasetSpec, or the name exists and ``overwrite`` is False.
     """
-    if not isinstance(spec, DatasetSpec):
-        raise ValueError(f"register_dataset expects a DatasetSpec, got {type(spec).__name__}")
-    if spec.name in _CATALOG and not overwrite:
-        raise ValueError(
-            f"dataset {spec.name!r} is already registered; pass overwrite=True to replace it"
-        )
-    _CATALOG[spec.name] = spec
-    return spec
+    _check_spec(spec)
+    return _DATASETS.register(spec.name, spec, overwrite=overwrite)
 
 
 def unregister_dataset(name: str) -> None:
-    """Remove a dataset from the catalog (e.g. one a test registered).
-
-    Raises:
-      ValueError: unknown name (the message lists the registered names).
-    """
-    get_dataset(name)
-    del _CATALOG[name]
+    """Remove a dataset from the catalog (an unknown name is a ValueError listing the names)."""
+    _DATASETS.unregister(name)
 
 
 def dataset_names() -> tuple[str, ...]:
     """Return the registered dataset names, in registration order (built-ins first)."""
-    return tuple(_CATALOG)
+    return _DATASETS.names()
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    """Return the :class:`DatasetSpec` registered as ``name``.
-
-    Raises:
-      ValueError: unknown name (the message lists the registered names).
-    """
-    if not isinstance(name, str) or name not in _CATALOG:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(_CATALOG)}")
-    return _CATALOG[name]
+    """Return the :class:`DatasetSpec` ``name`` (unknown: a ValueError listing the names)."""
+    return _DATASETS.get(name)
 
 
 def resolve_num_frames(
@@ -294,7 +118,7 @@ def resolve_num_frames(
     spec = name if isinstance(name, DatasetSpec) else get_dataset(name)
     if not spec.is_sequence:
         if num_frames is not None:
-            sequences = ", ".join(repr(n) for n, s in _CATALOG.items() if s.is_sequence)
+            sequences = ", ".join(repr(n) for n in _DATASETS if get_dataset(n).is_sequence)
             raise ValueError(
                 f"num_frames applies only to event datasets ({sequences}), whose samples are "
                 f"sequences of frames; set it to none for {spec.name!r}, got {num_frames!r}"
@@ -345,126 +169,54 @@ def dataset_info(
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# Sources.
-
-
-class ArraySource:
-    """A random-access source over in-memory arrays: records ``{"image": x[i], "label": y[i]}``.
-
-    Args:
-      images: ``[N, H, W, C]`` (or ``[N, T, H, W, C]`` for sequences).
-      labels: ``[N]`` integer labels.
-    """
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        images, labels = np.asarray(images), np.asarray(labels)
-        if labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(
-                f"labels must be [N] with N = len(images) = {len(images)}; got shape {labels.shape}"
-            )
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-        self._images = images
-        self._labels = labels.astype(np.int32)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return {"image": self._images[index], "label": self._labels[index]}
-
-
-@dataclasses.dataclass(frozen=True)
-class ArraySplits:
-    """Open a split of an in-memory dataset: ``ArraySplits(train=src, test=src)(split, ...)``."""
-
-    train: ArraySource
-    test: ArraySource
-
-    def __call__(self, split: str, data_dir: str | None, num_frames: int | None) -> ArraySource:
-        """Return the source of ``split``; ``data_dir`` and ``num_frames`` are unused."""
-        check_split(split)
-        return self.train if split == "train" else self.test
-
-
-def _open_digits(split: str, data_dir: str | None, num_frames: int | None) -> Any:
-    from ottt_jax.data.digits import DigitsSource
-
-    return DigitsSource(split)
-
-
-def _default_data_dir() -> str:
-    return os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
-
-
-@dataclasses.dataclass(frozen=True)
-class TfdsOpener:
-    """Open a split of a TFDS dataset prepared as ``array_record`` files (no download).
-
-    Attributes:
-      tfds_name: the TFDS builder name.
-      test_split: the TFDS split served as ``test`` (ImageNet: ``validation``).
-      frames_config: select the builder config ``frames_{T}`` (sequence datasets).
-      builder_module: a module to import first, which registers the builder with TFDS.
-      prepare_name: the name ``python -m ottt_jax.data.prepare`` prepares it under, quoted in the
-        error when the files are missing (None: the ``tfds build`` command is quoted).
-      data_dir: the TFDS data directory used when the caller passes none (None:
-        ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
-    """
-
-    tfds_name: str
-    test_split: str = "test"
-    frames_config: bool = False
-    builder_module: str | None = None
-    prepare_name: str | None = None
-    data_dir: str | None = None
-
-    def __call__(self, split: str, data_dir: str | None, num_frames: int | None) -> Any:
-        """Return the random-access source of ``split`` (``"train"`` or ``"test"``).
-
-        Raises:
-          DatasetNotPreparedError: the files are not in ``data_dir``.
-        """
-        import importlib
-
-        import tensorflow_datasets as tfds
-
-        if self.builder_module is not None:
-            importlib.import_module(self.builder_module)
-        name = f"{self.tfds_name}/frames_{num_frames}" if self.frames_config else self.tfds_name
-        data_dir = self.data_dir if data_dir is None else os.fspath(data_dir)
-        tfds_split = self.test_split if split == "test" else split
-        try:
-            return tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=False)
-        except Exception as err:  # TFDS raises several types for "not there / wrong format"
-            version = tfds.builder_cls(self.tfds_name).VERSION
-            where = os.path.join(data_dir or _default_data_dir(), name, str(version))
-            if self.prepare_name is not None:
-                hint = prepare_command(self.prepare_name, data_dir=data_dir)
-            else:
-                hint = f"tfds build {self.tfds_name} --file_format=array_record"
-            raise DatasetNotPreparedError(
-                f"dataset {self.tfds_name!r} ({split}) is not prepared as array_record files in "
-                f"{where}. Prepare it with:\n  {hint}\n(see docs/datasets.md). TFDS said: "
-                f"{type(err).__name__}: {err}"
-            ) from err
+#: The old name of :func:`dataset_info` (``ottt_jax.data.get_dataset_info``).
+get_dataset_info = dataset_info
 
 
 def prepare_command(name: str, *, data_dir: str | os.PathLike | None = None) -> str:
-    """Return the shell command that prepares a built-in dataset (see ``docs/datasets.md``)."""
-    cmd = f"python -m ottt_jax.data.prepare {name} --manual_dir <DIR>"
-    if data_dir is not None:
-        cmd += f" --data_dir {os.fspath(data_dir)}"
-    return cmd
+    """Return the shell command that prepares a registered dataset (see ``docs/datasets.md``).
+
+    Raises:
+      ValueError: ``name`` is not a registered dataset.
+    """
+    get_dataset(name)
+    return sources_lib.prepare_command(name, data_dir=data_dir)
+
+
+def open_source(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    num_frames: int | None = None,
+) -> Any:
+    """Open the random-access source of one split.
+
+    Args:
+      name: a registered dataset name.
+      split: ``"train"`` or ``"test"`` (ImageNet's ``test`` is TFDS ``validation``).
+      data_dir: TFDS data directory (default: ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+      num_frames: frames per sample (sequence datasets only).
+
+    Returns:
+      A sequence-like source (``len`` and integer indexing) of dicts with the image under the
+      spec's ``image_key`` (``"frames"`` for ``cifar10_dvs``) and an integer ``"label"``.
+
+    Raises:
+      DatasetNotPreparedError: the dataset has not been prepared in ``data_dir``.
+    """
+    spec = get_dataset(name)
+    check_split(split)
+    frames = resolve_num_frames(spec, num_frames)
+    return spec.open_split(split, None if data_dir is None else os.fspath(data_dir), frames)
+
+
+def _open_digits(split: str, data_dir: str | None, num_frames: int | None) -> Any:
+    return digits.DigitsSource(split)
 
 
 def _normalizer(mean: tuple[float, ...], std: tuple[float, ...], scale: float) -> Callable:
     return functools.partial(augment.normalize, mean=mean, std=std, scale=scale)
-
-
-# ----------------------------------------------------------------------------------------------
-# User datasets.
 
 
 def numpy_dataset(
@@ -620,14 +372,14 @@ def tfds_image_dataset(
 # ----------------------------------------------------------------------------------------------
 # The built-in datasets.
 
-#: 'digits' is scikit-learn's 8×8 digits with the stratified 1437/360 split (no download).
+#: 'digits' is scikit-learn's 8×8 digits with the fixed stratified split (no download).
 register_dataset(
     DatasetSpec(
         name="digits",
         num_classes=10,
         frame_shape=(8, 8, 1),
-        num_train=1437,
-        num_test=360,
+        num_train=digits.NUM_TRAIN,
+        num_test=digits.NUM_TEST,
         open_split=_open_digits,
         eval_transform=augment.digits_eval,
     )
@@ -687,3 +439,6 @@ register_dataset(
     )
 )
 del _name, _classes
+
+#: The built-in datasets (:func:`dataset_names` also lists the registered ones).
+DATASET_NAMES = dataset_names()

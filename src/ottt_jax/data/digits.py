@@ -12,11 +12,13 @@ import functools
 
 import numpy as np
 
-from ottt_jax.data.catalog import ArraySource
+from ottt_jax.data.sources import ArraySource
 
-__all__ = ["DigitsSource", "load_digits_split"]
+__all__ = ["NUM_TEST", "NUM_TRAIN", "DigitsSource", "load_digits_split"]
 
+#: The split sizes (1797 images in all), written here only; the catalog reads them.
 NUM_TEST = 360
+NUM_TRAIN = 1797 - NUM_TEST
 SPLIT_SEED = 0
 
 
@@ -40,7 +42,7 @@ def load_digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(images, labels)`` of the fixed digits split.
 
     Args:
-      split: ``"train"`` (1437 samples) or ``"test"`` (360 samples).
+      split: ``"train"`` (:data:`NUM_TRAIN` = 1437 samples) or ``"test"`` (:data:`NUM_TEST`).
 
     Returns:
       Read-only ``images`` float32 ``[N, 8, 8, 1]`` in [0, 1] (pixels/16) and ``labels`` int32

@@ -37,6 +37,7 @@ import numpy as np
 from ottt_jax.data import augment as aug
 from ottt_jax.data import catalog
 from ottt_jax.data.catalog import DatasetSpec
+from ottt_jax.data.spec import is_int
 
 __all__ = [
     "Loader",
@@ -48,8 +49,11 @@ __all__ = [
 ]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+def _check_shard(shard_index: Any, shard_count: Any) -> None:
+    if not (is_int(shard_count) and shard_count >= 1):
+        raise ValueError(f"shard_count must be a positive int, got {shard_count!r}")
+    if not (is_int(shard_index) and 0 <= shard_index < shard_count):
+        raise ValueError(f"shard_index must be an int in [0, {shard_count}), got {shard_index!r}")
 
 
 def shard_bounds(
@@ -69,10 +73,7 @@ def shard_bounds(
     Returns:
       ``(start, stop)``; the blocks of different hosts are disjoint.
     """
-    if not (_is_int(shard_count) and shard_count >= 1):
-        raise ValueError(f"shard_count must be a positive int, got {shard_count!r}")
-    if not (_is_int(shard_index) and 0 <= shard_index < shard_count):
-        raise ValueError(f"shard_index must be an int in [0, {shard_count}), got {shard_index!r}")
+    _check_shard(shard_index, shard_count)
     if drop_remainder:
         per_host = num_records // shard_count
         return shard_index * per_host, (shard_index + 1) * per_host
@@ -83,7 +84,7 @@ def shard_bounds(
 
 def check_batch_size(batch_size: int) -> int:
     """Return ``batch_size`` or raise a ValueError naming it unless it is an int >= 1."""
-    if not (_is_int(batch_size) and batch_size >= 1):
+    if not (is_int(batch_size) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return batch_size
 
@@ -121,7 +122,7 @@ def steps_per_epoch(
     """
     n = catalog.dataset_info(name, num_frames=num_frames).num_examples(split)
     check_batch_size(batch_size)
-    if not (_is_int(shard_count) and shard_count >= 1):
+    if not (is_int(shard_count) and shard_count >= 1):
         raise ValueError(f"shard_count must be a positive int, got {shard_count!r}")
     return _num_batches(n, batch_size * shard_count, drop_remainder)
 
@@ -319,10 +320,40 @@ class LoaderIterator:
                     f"data iterator state has {key}={saved.get(key)!r} but this loader has "
                     f"{key}={want!r}"
                 )
-        if not (_is_int(batch) and batch >= 0):
+        if not (is_int(batch) and batch >= 0):
             raise ValueError(f"data iterator state has batch={batch!r}; expected an int >= 0")
         self.batch = batch
         self.iterator = iter(self.loader.grain_loader(batch))
+
+
+def _check_loader_args(
+    seed: Any, num_epochs: Any, worker_count: Any, shard_count: Any, shard_index: Any, cutout: Any
+) -> None:
+    """Raise a ValueError naming the first bad argument of :func:`make_loader`."""
+    if not (is_int(seed) and 0 <= seed < 2**32):
+        raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+    if num_epochs is not None and not (is_int(num_epochs) and num_epochs >= 1):
+        raise ValueError(f"num_epochs must be None or a positive int, got {num_epochs!r}")
+    if not (is_int(worker_count) and worker_count >= 0):
+        raise ValueError(f"worker_count must be an int >= 0, got {worker_count!r}")
+    _check_shard(shard_index, shard_count)
+    if cutout not in aug.CUTOUT_MODES:
+        raise ValueError(f"cutout must be one of {aug.CUTOUT_MODES}, got {cutout!r}")
+
+
+def _check_records(
+    num_records: int, name: str, split: str, batch_size: int, shard_count: int, drop: bool
+) -> None:
+    """Refuse an empty split, or one with no full global batch when ``drop`` (drop_remainder)."""
+    global_batch = batch_size * shard_count
+    if num_records == 0:
+        raise ValueError(f"split {split!r} of {name!r} is empty")
+    if drop and global_batch > num_records:
+        raise ValueError(
+            f"the global batch {global_batch} (batch_size {batch_size} x {shard_count} hosts) "
+            f"exceeds the {num_records} records of {name!r} ({split}); with drop_remainder=True "
+            "no batch would be produced"
+        )
 
 
 def make_loader(
@@ -379,41 +410,22 @@ def make_loader(
     info = catalog.dataset_info(name, num_frames=num_frames)
     catalog.check_split(split)
     check_batch_size(batch_size)
-    if not (_is_int(seed) and 0 <= seed < 2**32):
-        raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
-    if num_epochs is not None and not (_is_int(num_epochs) and num_epochs >= 1):
-        raise ValueError(f"num_epochs must be None or a positive int, got {num_epochs!r}")
-    if not (_is_int(worker_count) and worker_count >= 0):
-        raise ValueError(f"worker_count must be an int >= 0, got {worker_count!r}")
-    if not (_is_int(shard_count) and shard_count >= 1):
-        raise ValueError(f"shard_count must be a positive int, got {shard_count!r}")
-    if not (_is_int(shard_index) and 0 <= shard_index < shard_count):
-        raise ValueError(f"shard_index must be an int in [0, {shard_count}), got {shard_index!r}")
-    if cutout not in aug.CUTOUT_MODES:
-        raise ValueError(f"cutout must be one of {aug.CUTOUT_MODES}, got {cutout!r}")
+    _check_loader_args(seed, num_epochs, worker_count, shard_count, shard_index, cutout)
     train = split == "train"
     shuffle = train if shuffle is None else bool(shuffle)
     drop_remainder = train if drop_remainder is None else bool(drop_remainder)
     if num_epochs is None and not train:
         num_epochs = 1
-    if augment is None:
-        augment = train and spec.has_augmentation
-    elif augment and not spec.has_augmentation:
+    if augment and not spec.has_augmentation:
         raise ValueError(f"dataset {name!r} has no augmentation; pass augment=False or None")
+    augment = train and spec.has_augmentation if augment is None else augment
 
     if data_source is None:
         data_dir = None if data_dir is None else os.fspath(data_dir)
         data_source = spec.open_split(split, data_dir, info.num_frames)
     num_records = len(data_source)
     global_batch = batch_size * shard_count
-    if num_records == 0:
-        raise ValueError(f"split {split!r} of {name!r} is empty")
-    if drop_remainder and global_batch > num_records:
-        raise ValueError(
-            f"the global batch {global_batch} (batch_size {batch_size} x {shard_count} hosts) "
-            f"exceeds the {num_records} records of {name!r} ({split}); with drop_remainder=True "
-            "no batch would be produced"
-        )
+    _check_records(num_records, name, split, batch_size, shard_count, drop_remainder)
     if worker_count > 0:
         _mark_absl_flags_parsed()
     # The global record stream: epoch after epoch of the split, each reshuffled with ``seed``.
@@ -424,15 +436,9 @@ def make_loader(
         num_epochs=num_epochs,
         seed=seed,
     )
-    state_key = {
-        "dataset": name,
-        "split": split,
-        "seed": seed,
-        "shuffle": shuffle,
-        "augment": bool(augment),
-        "num_records": num_records,
-        "global_batch_size": global_batch,
-    }
+    keys = ("dataset", "split", "seed", "shuffle", "augment", "num_records", "global_batch_size")
+    values = (name, split, seed, shuffle, bool(augment), num_records, global_batch)
+    state_key = dict(zip(keys, values, strict=True))
     return Loader(
         info=info, split=split, source=data_source, stream=stream,
         fn=_record_fn(spec, augment, cutout), batch_size=batch_size, shard_index=shard_index,

@@ -23,7 +23,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-from ottt_jax.data.sources import DATASET_NAMES, get_dataset_info
+from ottt_jax.data.catalog import DATASET_NAMES, get_dataset_info
 
 __all__ = ["main", "prepare_dataset"]
 

@@ -29,6 +29,7 @@ from ottt_jax.mode import OTTT, Mode
 from ottt_jax.models.nfresnet import nfresnet18, nfresnet34, nfresnet50
 from ottt_jax.models.vgg import VGG11_CFG, SpikingVGG
 from ottt_jax.neuron import LIF, Neuron
+from ottt_jax.registry import Registry
 
 __all__ = [
     "ModelEntry",
@@ -39,6 +40,7 @@ __all__ = [
     "model_names",
     "parse_vgg_cfg",
     "register_model",
+    "unregister_model",
 ]
 
 
@@ -124,7 +126,22 @@ class ModelEntry(NamedTuple):
     options: type
 
 
-_MODELS: dict[str, ModelEntry] = {}
+def _check_entry(entry: ModelEntry) -> None:
+    name, build, options = entry
+    if not callable(build):
+        raise ValueError(f"build for model {name!r} must be callable, got {build!r}")
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
+        raise ValueError(f"options for model {name!r} must be a dataclass type, got {options!r}")
+    if not options.__dataclass_params__.frozen:
+        raise ValueError(f"options {options.__name__} for model {name!r} must be frozen")
+    for f in dataclasses.fields(options):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"option {options.__name__}.{f.name} needs a default")
+        if not isinstance(f.metadata.get("doc"), str):
+            raise ValueError(f"option {options.__name__}.{f.name} needs metadata['doc']")
+
+
+_MODELS: Registry[ModelEntry] = Registry("model", check=_check_entry)
 
 
 def register_model(
@@ -142,36 +159,22 @@ def register_model(
     Returns:
       The :class:`ModelEntry`.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"model name must be a non-empty str, got {name!r}")
-    if not callable(build):
-        raise ValueError(f"build for model {name!r} must be callable, got {build!r}")
-    if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
-        raise ValueError(f"options for model {name!r} must be a dataclass type, got {options!r}")
-    if not options.__dataclass_params__.frozen:
-        raise ValueError(f"options {options.__name__} for model {name!r} must be frozen")
-    for f in dataclasses.fields(options):
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ValueError(f"option {options.__name__}.{f.name} needs a default")
-        if not isinstance(f.metadata.get("doc"), str):
-            raise ValueError(f"option {options.__name__}.{f.name} needs metadata['doc']")
-    if name in _MODELS and not overwrite:
-        raise ValueError(f"model {name!r} is already registered (pass overwrite=True)")
-    entry = ModelEntry(name, build, options)
-    _MODELS[name] = entry
-    return entry
+    return _MODELS.register(name, ModelEntry(name, build, options), overwrite=overwrite)
+
+
+def unregister_model(name: str) -> None:
+    """Remove the entry ``name`` (a ValueError lists the registered names when unknown)."""
+    _MODELS.unregister(name)
 
 
 def get_model_entry(name: str) -> ModelEntry:
     """Return the entry ``name`` (a ValueError lists the registered names)."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; registered models: {model_names()}")
-    return _MODELS[name]
+    return _MODELS.get(name)
 
 
 def model_names() -> tuple[str, ...]:
     """Return the registered model names in registration order."""
-    return tuple(_MODELS)
+    return _MODELS.names()
 
 
 def build_model(

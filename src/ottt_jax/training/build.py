@@ -3,7 +3,8 @@
 Every fact is derived once here: the gradient rule comes from the registry by ``cfg.method``
 (:func:`ottt_jax.rules.get_rule`), the model is built with that rule's mode (so a model and a rule
 can never disagree), and the learning-rate schedule counts ``rule.updates_per_batch(T)`` optimizer
-updates per batch.
+updates per batch. :func:`make_training` builds all of a run's static parts once (setup, loader,
+optimizer, schedule, step counts) into a :class:`Training` that the loop receives.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,9 +30,11 @@ from ottt_jax import rules
 from ottt_jax.models import registry as model_registry
 from ottt_jax.neuron import LIF
 from ottt_jax.surrogate import get_surrogate
+from ottt_jax.training.loaders import per_host_batch, split_loader
 
 __all__ = [
     "Setup",
+    "Training",
     "build_model",
     "build_neuron",
     "build_rule",
@@ -40,10 +43,13 @@ __all__ = [
     "make_optimizer",
     "make_schedule",
     "make_setup",
+    "make_training",
     "per_host_batch",
     "resolve_workdir",
     "resolved_config_json",
+    "split_loader",
     "update_count",
+    "user_model",
 ]
 
 
@@ -58,6 +64,7 @@ class Setup(NamedTuple):
       mesh: a 1-D ``('data',)`` mesh over the devices.
       batch_sharding: batches split along their leading axis over the mesh.
       replicated: parameters and metrics, replicated on every device.
+      user_model: the model is the caller's (``train(model=...)``), not built from ``cfg.model``.
     """
 
     cfg: config_lib.Config
@@ -67,6 +74,7 @@ class Setup(NamedTuple):
     mesh: jax.sharding.Mesh
     batch_sharding: NamedSharding
     replicated: NamedSharding
+    user_model: bool = False
 
 
 def compute_dtype(cfg: config_lib.Config) -> Any:
@@ -131,7 +139,9 @@ def update_count(cfg: config_lib.Config, batches: int) -> int:
     return batches * build_rule(cfg).updates_per_batch(cfg.num_steps)
 
 
-def make_schedule(cfg: config_lib.Config, steps_per_epoch: int) -> Callable[[Any], jax.Array]:
+def make_schedule(
+    cfg: config_lib.Config, steps_per_epoch: int, *, rule: Any = None
+) -> Callable[[Any], jax.Array]:
     """Return the learning-rate schedule, a function of the optimizer's update count.
 
     The cosine is stepped per epoch, as the authors' ``CosineAnnealingLR``:
@@ -142,12 +152,14 @@ def make_schedule(cfg: config_lib.Config, steps_per_epoch: int) -> Callable[[Any
     Args:
       cfg: the config (``optim`` section, ``method``, ``num_steps``).
       steps_per_epoch: batches per epoch.
+      rule: the run's rule (default: the one ``cfg.method`` names, built again).
 
     Returns:
       ``schedule(count) -> lr`` (float32 scalar).
     """
     o = cfg.optim
-    per_epoch = max(1, update_count(cfg, steps_per_epoch))
+    rule = build_rule(cfg) if rule is None else rule
+    per_epoch = max(1, steps_per_epoch * rule.updates_per_batch(cfg.num_steps))
     warmup = o.warmup_epochs * per_epoch
 
     def schedule(count):
@@ -165,20 +177,21 @@ def make_schedule(cfg: config_lib.Config, steps_per_epoch: int) -> Callable[[Any
 
 
 def make_optimizer(
-    cfg: config_lib.Config, steps_per_epoch: int
+    cfg: config_lib.Config, steps_per_epoch: int, *, rule: Any = None
 ) -> tuple[optax.GradientTransformation, Callable[[Any], Any]]:
     """Return the optimizer and its learning-rate schedule (:func:`make_schedule`).
 
     Args:
       cfg: the config (``optim`` section, ``method``, ``num_steps``).
       steps_per_epoch: batches per epoch.
+      rule: the run's rule, as for :func:`make_schedule`.
 
     Returns:
       ``(optimizer, schedule)``: optional global-norm clipping, then SGD (PyTorch weight decay
       semantics, optional momentum / Nesterov) or AdamW, both driven by ``schedule``.
     """
     o = cfg.optim
-    schedule = make_schedule(cfg, steps_per_epoch)
+    schedule = make_schedule(cfg, steps_per_epoch, rule=rule)
     parts = []
     if o.grad_clip is not None:
         parts.append(optax.clip_by_global_norm(o.grad_clip))
@@ -195,44 +208,56 @@ def make_optimizer(
     return optax.chain(*parts), schedule
 
 
-def per_host_batch(global_batch: int, n_devices: int, *, pad: bool = False) -> int:
-    """Return this host's share of a global batch.
+def user_model(model: Any, rule: Any) -> nn.Module:
+    """Return a user's model for ``rule``: ``model`` itself, or ``model(rule.mode)``.
 
     Args:
-      global_batch: the global batch size.
-      n_devices: the number of devices in the mesh.
-      pad: round ``global_batch`` up to a multiple of ``n_devices`` (evaluation, which masks the
-        padding) instead of refusing it.
+      model: a Flax module (called as ``model(state, x_t)``, with ``init_state(batch,
+        input_shape, **kw)``) or a callable ``make_model(mode) -> module``.
+      rule: the run's rule.
 
     Returns:
-      ``global_batch / process_count`` (after rounding up when ``pad``).
+      The module.
 
     Raises:
-      ValueError: naming ``data.batch_size`` when it does not divide by the device count.
+      ValueError: ``model`` is neither, or its ``mode`` is not the rule's (naming both).
     """
-    if global_batch % n_devices:
-        if not pad:
+    if not isinstance(model, nn.Module):
+        if not callable(model):
             raise ValueError(
-                f"data.batch_size={global_batch} must be divisible by the number of devices "
-                f"({n_devices}); choose a multiple of {n_devices}"
+                f"model must be a flax.linen Module or a callable make_model(mode), got "
+                f"{type(model).__name__}"
             )
-        global_batch = n_devices * math.ceil(global_batch / n_devices)
-    return global_batch // jax.process_count()
+        model = model(rule.mode)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"make_model(mode) must return a flax.linen Module, got {model!r}")
+    mode = getattr(model, "mode", rule.mode)
+    if mode != rule.mode:
+        raise ValueError(
+            f"model {type(model).__name__} has mode {mode} but method {rule.name!r} needs "
+            f"{rule.mode}; build it with mode=ottt_jax.get_rule({rule.name!r}).mode"
+        )
+    return model
 
 
-def make_setup(cfg: config_lib.Config, devices: Sequence[jax.Device] | None = None) -> Setup:
+def make_setup(
+    cfg: config_lib.Config, devices: Sequence[jax.Device] | None = None, *, model: Any = None
+) -> Setup:
     """Return the :class:`Setup` of a run: dataset facts, rule, model, mesh and shardings.
 
     Args:
       cfg: a validated config.
       devices: the devices to run on (default: all).
+      model: a user's model (or ``make_model(mode)``, see :func:`user_model`) used instead of
+        building ``cfg.model``.
 
     Returns:
       The setup.
     """
     info = data_lib.get_dataset_info(cfg.data.dataset, num_frames=cfg.effective_num_frames)
     rule = build_rule(cfg)
-    model = build_model(cfg, mode=rule.mode)
+    users = model is not None
+    model = user_model(model, rule) if users else build_model(cfg, mode=rule.mode)
     devices = list(jax.devices() if devices is None else devices)
     mesh = jax.sharding.Mesh(np.array(devices), ("data",))
     return Setup(
@@ -243,6 +268,65 @@ def make_setup(cfg: config_lib.Config, devices: Sequence[jax.Device] | None = No
         mesh=mesh,
         batch_sharding=NamedSharding(mesh, P("data")),
         replicated=NamedSharding(mesh, P()),
+        user_model=users,
+    )
+
+
+class Training(NamedTuple):
+    """Everything a training run needs, built once from its config (see :func:`make_training`).
+
+    Attributes:
+      setup: the :class:`Setup` (config, dataset facts, rule, model, mesh, shardings).
+      loader: this host's training loader (checkpointable iterator state).
+      tx: the optimizer.
+      schedule: ``schedule(update_count) -> lr``.
+      steps_per_epoch: batches per epoch.
+      total_steps: the batches to train (``optim.epochs`` epochs, capped by
+        ``max_train_steps``).
+      updates_per_batch: the optimizer updates one batch makes (``rule.updates_per_batch(T)``).
+    """
+
+    setup: Setup
+    loader: Any
+    tx: optax.GradientTransformation
+    schedule: Callable[[Any], Any]
+    steps_per_epoch: int
+    total_steps: int
+    updates_per_batch: int
+
+    def lr(self, step: int) -> float:
+        """Return the learning rate after ``step`` batches."""
+        return float(self.schedule(step * self.updates_per_batch))
+
+
+def make_training(
+    cfg: config_lib.Config, devices: Sequence[jax.Device] | None = None, *, model: Any = None
+) -> Training:
+    """Build a run's static parts once: setup, training loader, optimizer and schedule.
+
+    Args:
+      cfg: a validated config.
+      devices: the devices to train on (default: all).
+      model: a user's model, as for :func:`make_setup`.
+
+    Returns:
+      The :class:`Training`.
+    """
+    s = make_setup(cfg, devices, model=model)
+    loader = split_loader(cfg, "train", per_host_batch(cfg.data.batch_size, s.mesh.size))
+    per_epoch = loader.steps_per_epoch
+    total = cfg.optim.epochs * per_epoch
+    if cfg.max_train_steps is not None:
+        total = min(total, cfg.max_train_steps)
+    tx, schedule = make_optimizer(cfg, per_epoch, rule=s.rule)
+    return Training(
+        setup=s,
+        loader=loader,
+        tx=tx,
+        schedule=schedule,
+        steps_per_epoch=per_epoch,
+        total_steps=total,
+        updates_per_batch=s.rule.updates_per_batch(cfg.num_steps),
     )
 
 

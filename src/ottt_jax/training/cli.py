@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -10,7 +11,8 @@ from ottt_jax import config as config_lib
 from ottt_jax.errors import UserError
 from ottt_jax.training import distributed
 from ottt_jax.training.build import resolved_config_json
-from ottt_jax.training.loop import TrainingDivergedError, evaluate_checkpoint, train
+from ottt_jax.training.loop import TrainingDivergedError, evaluate_checkpoint
+from ottt_jax.training.run import train
 from ottt_jax.xla_flags import set_default_cpu_flags
 
 __all__ = ["cli_eval", "cli_train", "list_keys"]
@@ -50,7 +52,6 @@ def list_keys() -> str:
 
 
 def _positive_int(text: str) -> int:
-    import argparse
 
     try:
         value = int(text)
@@ -61,21 +62,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def cli_train(argv: Sequence[str] | None = None) -> int:
-    """``ottt-train [--config NAME] [--set key=value ...] [--workdir DIR]``.
-
-    Args:
-      argv: the arguments (default ``sys.argv[1:]``).
-
-    Returns:
-      The exit status: 0; 2 for a bad config / missing data / divergence; 75
-      (``distributed.EXIT_STOPPED``) after a SIGINT / SIGTERM on any host: every host stopped
-      after the same step and saved it, rerun the same command to resume; 130 for a second
-      signal (aborted without saving).
-    """
-    set_default_cpu_flags()  # before JAX creates its CPU client (ottt_jax.xla_flags)
-    import argparse
-
+def _train_parser() -> argparse.ArgumentParser:
+    """Return ``ottt-train``'s argument parser."""
     p = argparse.ArgumentParser(
         prog="ottt-train",
         description=_TRAIN_HELP,
@@ -135,7 +123,23 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="print the resolved config (JSON, workdir filled in) and exit without training",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def cli_train(argv: Sequence[str] | None = None) -> int:
+    """``ottt-train [--config NAME] [--set key=value ...] [--workdir DIR]``.
+
+    Args:
+      argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+      The exit status: 0; 2 for a bad config / missing data / divergence; 75
+      (``distributed.EXIT_STOPPED``) after a SIGINT / SIGTERM on any host: every host stopped
+      after the same step and saved it, rerun the same command to resume; 130 for a second
+      signal (aborted without saving).
+    """
+    set_default_cpu_flags()  # before JAX creates its CPU client (ottt_jax.xla_flags)
+    args = _train_parser().parse_args(argv)
     if args.list:
         print("\n".join(config_lib.list_presets()))
         return 0
@@ -188,8 +192,6 @@ def cli_eval(argv: Sequence[str] | None = None) -> int:
       The exit status: 0, or 2 for a missing checkpoint / bad value.
     """
     set_default_cpu_flags()  # before JAX creates its CPU client (ottt_jax.xla_flags)
-    import argparse
-
     p = argparse.ArgumentParser(
         prog="ottt-eval",
         description=_EVAL_HELP,

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from ottt_jax.training.workdir import WorkdirError
@@ -166,8 +167,8 @@ def progress_bar(enabled: bool, total: int, initial: int) -> ProgressBar | None:
     return ProgressBar(total, initial) if enabled else None
 
 
-def summary(cfg: Any, r: dict) -> str:
-    """Return the end-of-run table of a config and the result dict of ``train``.
+def summary(cfg: Any, r: Mapping[str, Any]) -> str:
+    """Return the end-of-run table of a config and the result of ``train`` (a TrainResult).
 
     A train loss that was never logged (NaN) reads "not logged", never ``nan / nan%``.
     """
