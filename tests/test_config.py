@@ -13,7 +13,12 @@ from ottt_jax import rules
 from ottt_jax import surrogate as S
 from ottt_jax.data import catalog
 from ottt_jax.models.common import check_rate
-from ottt_jax.models.registry import VGGOptions, get_model_entry, register_model
+from ottt_jax.models.registry import (
+    VGGOptions,
+    get_model_entry,
+    register_model,
+    unregister_model,
+)
 
 PRESETS = [
     "cifar100_vgg",
@@ -833,6 +838,13 @@ def test_user_model_options_are_typed_and_documented_from_the_registry():
         check_rate("fc_dropout", options.fc_dropout)
 
     register_model("config_test_net", build, _WidthOptions, overwrite=True)
+    try:
+        _check_user_model_options()
+    finally:  # the registry is process-wide: later tests list every key of the schema
+        unregister_model("config_test_net")
+
+
+def _check_user_model_options():
     cfg = C.get_config("digits", ["model.arch=config_test_net", "model.width=5"])
     assert cfg.model.options.width == 5 and type(cfg.model.options.width) is int
     assert cfg.model.options == _WidthOptions(width=5)
