@@ -22,6 +22,8 @@ PRESETS = [
     "cifar10dvs_vgg",
     "digits",
     "imagenet_nfresnet34",
+    "nmnist_vgg",
+    "shd_rsnn",
 ]
 VGG11 = (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
 
@@ -523,7 +525,10 @@ ALL_DATASETS = "'digits', 'cifar10', 'cifar100', 'cifar10_dvs', 'imagenet2012'"
         (
             "digits",
             ["data.num_frames=4"],
-            ["data.num_frames applies only to event datasets ('cifar10_dvs')", "'digits'"],
+            [
+                "data.num_frames applies only to event datasets ('cifar10_dvs', 'nmnist', 'shd')",
+                "'digits'",
+            ],
         ),
         (
             "cifar10dvs_vgg",

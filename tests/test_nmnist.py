@@ -69,10 +69,9 @@ def test_loader_serves_the_files_frames_exactly(prepared):
 def test_two_training_steps_by_name(prepared, tmp_path):
     data_dir, _ = prepared
     cfg = config_lib.get_config(
-        "digits",
-        ["progress=false", "data.dataset=nmnist", "model.num_classes=10", "num_steps=2",
-         "model.vgg_cfg=[4,M]", f"data.data_dir={data_dir}", "data.batch_size=4",
-         "data.eval_batch_size=4", "max_train_steps=2", "optim.epochs=2"],
+        "nmnist_vgg",
+        ["progress=false", "num_steps=2", "model.vgg_cfg=[4,M]", f"data.data_dir={data_dir}",
+         "data.batch_size=4", "data.eval_batch_size=4", "max_train_steps=2", "optim.epochs=2"],
     )  # fmt: skip
     r = ottt_jax.train(cfg, workdir=str(tmp_path))
     assert r["steps"] == 2 and np.isfinite(r["train_loss"])

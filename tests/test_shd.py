@@ -90,10 +90,9 @@ def test_missing_files_name_what_to_download(tmp_path):
 def test_two_training_steps_by_name(prepared, tmp_path):
     _, data_dir = prepared
     cfg = config_lib.get_config(
-        "digits",
-        ["progress=false", "data.dataset=shd", "model.num_classes=20", "num_steps=2",
-         "model.vgg_cfg=[4]", f"data.data_dir={data_dir}", "data.batch_size=4",
-         "data.eval_batch_size=4", "max_train_steps=2", "optim.epochs=2"],
+        "shd_rsnn",
+        ["progress=false", "num_steps=2", "model.hidden=[8]", f"data.data_dir={data_dir}",
+         "data.batch_size=4", "data.eval_batch_size=4", "max_train_steps=2", "optim.epochs=2"],
     )  # fmt: skip
     r = ottt_jax.train(cfg, workdir=str(tmp_path))
     assert r["steps"] == 2 and np.isfinite(r["train_loss"])
