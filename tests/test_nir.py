@@ -10,6 +10,7 @@ import pytest
 from ottt_jax import models, online
 from ottt_jax.models.rsnn import SpikingRSNN
 from ottt_jax.models.vgg import SpikingVGG
+from ottt_jax.neuron import LIF
 
 nir = pytest.importorskip(
     "nir", reason="NIR tests need the nir package: pip install 'ottt_jax[nir]'"
@@ -19,10 +20,10 @@ onir = pytest.importorskip("ottt_jax.nir")
 T, B = 6, 2
 
 
-def _run(model, params, x, shape):
+def _run(model, params, x, shape, decay=0.5):
     """Return (logits [T, B, K], {lif: spike maps [T, B, ...]}) over time-major x.
 
-    The spikes are read off the traces, s[t] = â[t] − λ·â[t−1] (exact: λ = 0.5, 0/1 spikes).
+    The spikes are read off the traces, s[t] = â[t] − λ·â[t−1] (exact for a dyadic λ).
     """
 
     def body(st, x_t):
@@ -34,7 +35,7 @@ def _run(model, params, x, shape):
     for name, tr in traces.items():
         tr = np.asarray(tr)
         prev = np.concatenate([np.zeros_like(tr[:1]), tr[:-1]])
-        spikes[name] = tr - 0.5 * prev
+        spikes[name] = tr - decay * prev
         assert set(np.unique(spikes[name])) <= {0.0, 1.0}
     return np.asarray(outs), spikes
 
@@ -76,16 +77,19 @@ def test_vgg_round_trip_gives_identical_spikes_and_logits():
 
 def test_rsnn_round_trip_keeps_the_recurrence():
     shape = (1, 1, 5)
-    model = SpikingRSNN(num_classes=3, hidden=(6,))
+    model = SpikingRSNN(num_classes=3, hidden=(6,), neuron=LIF(decay=0.75))
     params = _params(model, shape)
     params["rec1"]["kernel"] = params["rec1"]["kernel"] * 2
     x = jnp.asarray(np.random.default_rng(1).uniform(0, 2, (T, B, *shape)), jnp.float32)
     with pytest.warns(UserWarning):
         graph = onir.to_nir(model, params, shape)
     assert ("lif01", "lif01_rec") in graph.edges and ("lif01_rec", "lif01") in graph.edges
+    np.testing.assert_allclose(graph.nodes["lif01"].tau, 1e-4 / 0.25)  # τ = dt/(1−λ)
+    np.testing.assert_allclose(graph.nodes["lif01"].r, 4.0)  # R = 1/(1−λ)
     back, bparams = onir.from_nir(graph)
-    out0, s0 = _run(model, params, x, shape)
-    out1, s1 = _run(back, bparams, x, shape)
+    assert back.ops[1].decay == pytest.approx(0.75)
+    out0, s0 = _run(model, params, x, shape, 0.75)
+    out1, s1 = _run(back, bparams, x, shape, 0.75)
     np.testing.assert_array_equal(s1["lif01"], s0["lif01"])
     np.testing.assert_allclose(out1, out0, rtol=1e-5, atol=1e-5)
     assert 0 < s0["lif01"].sum() < T * B * 6
