@@ -360,7 +360,7 @@ def lif_to_nir(decay: float, v_th: float, shape: tuple[int, ...], *, dt: float, 
       ``nir.IF(R = 1/dt, V_th, 0)`` for ``λ = 1``.
     """
     nir = _nir()
-    ones = np.ones(shape, np.float32)
+    ones = np.ones(shape, np.float64)  # float64: 1 − dt/τ gives λ back to ~1e-16
     meta = {"ottt_jax": {"reset": "subtract"}} if reset == "subtract" else {}
     if decay == 1.0:
         return nir.IF(r=ones / dt, v_threshold=ones * v_th, v_reset=0 * ones, metadata=meta)
