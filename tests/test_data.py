@@ -68,6 +68,7 @@ def test_dataset_info_rejects_bad_input():
     with pytest.raises(ValueError, match="num_frames"):
         get_dataset_info("cifar10_dvs", num_frames=7)
     builtin = {"digits", "cifar10", "cifar100", "imagenet2012", "cifar10_dvs", "nmnist", "shd"}
+    builtin.add("dvs_gesture")
     assert set(DATASET_NAMES) == builtin
 
 

@@ -688,11 +688,12 @@ register_dataset(
 )
 del _name, _classes
 
-# Event datasets (N-MNIST, SHD): each module holds its spec (ottt_jax.data.events); imported last
-# because they build on this module.
+# Event datasets (N-MNIST, SHD, DVS128 Gesture): each module holds its spec
+# (ottt_jax.data.events); imported last because they build on this module.
+from ottt_jax.data import dvs_gesture as _dvs_gesture  # noqa: E402
 from ottt_jax.data import nmnist as _nmnist  # noqa: E402
 from ottt_jax.data import shd as _shd  # noqa: E402
 
-for _spec in (_nmnist.SPEC, _shd.SPEC):
+for _spec in (_nmnist.SPEC, _shd.SPEC, _dvs_gesture.SPEC):
     register_dataset(_spec)
 del _spec

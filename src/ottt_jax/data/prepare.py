@@ -5,9 +5,10 @@ Command line::
     python -m ottt_jax.data.prepare NAME [--manual_dir DIR] [--data_dir DIR] [--num_frames T]
 
 * ``cifar10_dvs``: from the extracted AEDAT folders in ``--manual_dir``; no TensorFlow needed.
-* ``nmnist`` / ``shd``: from the original ``.bin`` folders / ``.h5`` files in ``--manual_dir``
-  (:mod:`ottt_jax.data.nmnist`, :mod:`ottt_jax.data.shd`); stored as events, binned to any T when
-  read (``--num_frames`` is not used); no TensorFlow needed.
+* ``nmnist`` / ``shd`` / ``dvs_gesture``: from the original ``.bin`` folders / ``.h5`` files /
+  ``.aedat`` trials (or tonic's ``.npy`` folders) in ``--manual_dir``
+  (:mod:`ottt_jax.data.nmnist`, :mod:`ottt_jax.data.shd`, :mod:`ottt_jax.data.dvs_gesture`);
+  stored as events, binned to any T when read (``--num_frames`` is not used); no TensorFlow.
 * ``cifar10`` / ``cifar100``: from the python-version archives ``cifar-10-python.tar.gz`` /
   ``cifar-100-python.tar.gz`` in ``--manual_dir`` (without it they are downloaded); no TensorFlow
   needed (:mod:`ottt_jax.data.cifar_archive` writes TFDS's own layout, PNG-encoded with Pillow).
@@ -60,7 +61,7 @@ def prepare_dataset(
                 "manual_dir is required for cifar10_dvs:\n" + cifar10_dvs.MANUAL_INSTRUCTIONS
             )
         return cifar10_dvs.prepare(manual_dir, data_dir, info.num_frames)
-    if name in ("nmnist", "shd"):  # event datasets: stored as events, binned when read
+    if name in ("nmnist", "shd", "dvs_gesture"):  # stored as events, binned when read
         module = importlib.import_module(f"ottt_jax.data.{name}")
         if manual_dir is None:
             raise ValueError(f"manual_dir is required for {name}:\n" + module.MANUAL_INSTRUCTIONS)
