@@ -170,3 +170,73 @@ def test_unsupported_graphs_fail_clearly():
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"v_reset = -0\.5 is not representable"):
         onir.from_nir(graph)
+
+
+def test_foreign_conv_graph_follows_nir_layouts():
+    """NIR's Conv2d weight (C_out, C_in, kH, kW) as cross-correlation, Flatten in (C, H, W)
+    order, Affine (out, in): a conv net written by hand, its output computed by hand."""
+    rng = np.random.default_rng(4)
+    wc, bc = rng.normal(0.5, 0.6, (2, 1, 2, 2)).astype(np.float32), np.array([0.1, -0.2])
+    wc[..., 0, 1], wc[..., 1, 0] = 0.0, 1.2  # asymmetric: a transposed kernel gives other currents
+    wa, ba = rng.normal(0, 1, (3, 2 * 3 * 3)), np.zeros(3)
+    dt, tau = 1e-4, 1e-4 / (1 - 0.5)
+    graph = nir.NIRGraph(
+        nodes={
+            "in": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+            "conv": nir.Conv2d(input_shape=(4, 4), weight=wc, stride=1, padding=0, dilation=1,
+                               groups=1, bias=bc),
+            "lif": nir.LIF(tau=np.full((2, 3, 3), tau), r=np.full((2, 3, 3), tau / dt),
+                           v_leak=np.zeros((2, 3, 3)), v_threshold=np.ones((2, 3, 3))),
+            "flat": nir.Flatten(input_type={"input": np.array([2, 3, 3])}, start_dim=0),
+            "fc": nir.Affine(weight=wa, bias=ba),
+            "out": nir.Output(output_type={"output": np.array([3])}),
+        },
+        edges=[("in", "conv"), ("conv", "lif"), ("lif", "flat"), ("flat", "fc"), ("fc", "out")],
+        type_check=False,
+    )  # fmt: skip
+    x = rng.uniform(0, 1.5, (5, 1, 4, 4))  # [T, C=1, H, W]
+    v, want = np.zeros((2, 3, 3)), []
+    for t in range(5):
+        cur = np.zeros((2, 3, 3))
+        for o in range(2):
+            for i in range(3):
+                for j in range(3):
+                    cur[o, i, j] = np.sum(wc[o] * x[t, :, i : i + 2, j : j + 2]) + bc[o]
+        v = 0.5 * v + cur
+        z = (v > 1.0).astype(float)
+        v = np.where(z > 0, 0.0, v)
+        want.append(wa @ z.reshape(-1) + ba)
+    model, params = onir.from_nir(graph, dt=dt)
+    st = model.init_state(1, (4, 4, 1))
+    got = []
+    for t in range(5):
+        frame = jnp.asarray(x[t].transpose(1, 2, 0)[None], jnp.float32)  # NHWC
+        out, st = model.apply({"params": params}, st, frame)
+        got.append(np.asarray(out)[0])
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=1e-5)
+    assert 0 < np.abs(np.array(want)).sum()
+
+
+def test_vgg11_exports_with_the_layer_shapes_of_nir():
+    model = models.build_model("vgg", num_classes=10)  # VGG-11
+    shapes = jax.eval_shape(lambda: _params(model, (8, 8, 3)))  # no compile: random values
+    rng = np.random.default_rng(5)
+    params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
+    with pytest.warns(UserWarning):
+        graph = onir.to_nir(model, params, (8, 8, 3))
+    convs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Conv2d)]
+    assert len(convs) == 8 and len([v for v in graph.nodes.values() if isinstance(v, nir.LIF)]) == 8
+    assert graph.nodes[convs[0]].weight.shape == (64, 3, 3, 3)
+    assert graph.nodes[convs[-1]].weight.shape == (512, 512, 3, 3)
+    assert graph.nodes["lif08"].tau.shape == (512, 1, 1) and graph.nodes["lif01"].tau.shape == (
+        64,
+        8,
+        8,
+    )
+    assert graph.nodes["classifier_0"].weight.shape == (10, 512)
+    back, bparams = onir.from_nir(graph)
+    assert back.layer_shapes((8, 8, 3))["lif08"] == (1, 1, 512)
+    np.testing.assert_array_equal(
+        bparams["features_0"]["kernel"],
+        np.asarray(graph.nodes["features_0"].weight).transpose(2, 3, 1, 0) * 1.0,
+    )
