@@ -26,7 +26,10 @@ PRESETS = [
     "cifar10_vgg",
     "cifar10dvs_vgg",
     "digits",
+    "dvsgesture_vgg",
     "imagenet_nfresnet34",
+    "nmnist_vgg",
+    "shd_rsnn",
 ]
 VGG11 = (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
 
@@ -535,7 +538,7 @@ ALL_DATASETS = "'digits', 'cifar10', 'cifar100', 'cifar10_dvs', 'imagenet2012'"
         (
             "digits",
             ["data.num_frames=4"],
-            ["data.num_frames applies only to event datasets ('cifar10_dvs')", "'digits'"],
+            ["data.num_frames applies only to event datasets ('cifar10_dvs', ", "'digits'"],
         ),
         (
             "cifar10dvs_vgg",

@@ -8,8 +8,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from ottt_jax.data import (
-    DATASET_NAMES,
     DatasetNotPreparedError,
+    dataset_names,
     get_dataset_info,
     make_loader,
     open_source,
@@ -67,7 +67,9 @@ def test_dataset_info_rejects_bad_input():
         get_dataset_info("cifar10", num_frames=4)
     with pytest.raises(ValueError, match="num_frames"):
         get_dataset_info("cifar10_dvs", num_frames=7)
-    assert set(DATASET_NAMES) == {"digits", "cifar10", "cifar100", "imagenet2012", "cifar10_dvs"}
+    builtin = {"digits", "cifar10", "cifar100", "imagenet2012", "cifar10_dvs", "nmnist", "shd"}
+    builtin.add("dvs_gesture")
+    assert set(dataset_names()) == builtin
 
 
 # --------------------------------------------------------------------------- digits

@@ -270,7 +270,10 @@ def _from_text(text: str, tp: Any) -> Any:
     if tp is bool:
         return _BOOL.get(text.lower(), text)
     if typing.get_origin(tp) is tuple or tp is tuple:
-        return tuple(s.strip() for s in text.strip("[]()").split(",") if s.strip())
+        item = (typing.get_args(tp) or (str,))[0]
+        return tuple(
+            _from_text(s.strip(), item) for s in text.strip("[]()").split(",") if s.strip()
+        )
     try:
         return tp(text) if tp in (int, float) else text
     except ValueError:

@@ -18,7 +18,6 @@ their images with it); reading and training never import it.
 """
 
 from ottt_jax.data.catalog import (
-    DATASET_NAMES,
     dataset_names,
     get_dataset,
     get_dataset_info,
@@ -35,7 +34,6 @@ from ottt_jax.data.sources import DatasetNotPreparedError
 from ottt_jax.data.spec import SPLITS, DatasetInfo, DatasetSpec
 
 __all__ = [
-    "DATASET_NAMES",
     "SPLITS",
     "DatasetInfo",
     "DatasetNotPreparedError",

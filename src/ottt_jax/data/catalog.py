@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ottt_jax.data import augment, digits
+from ottt_jax.data import augment, digits, dvs_gesture, nmnist, shd
 from ottt_jax.data import sources as sources_lib
 from ottt_jax.data.sources import ArraySource, ArraySplits, DatasetNotPreparedError, TfdsOpener
 from ottt_jax.data.spec import SPLITS, DatasetInfo, DatasetSpec, check_split
 from ottt_jax.registry import Registry
 
 __all__ = [
-    "DATASET_NAMES",
     "SPLITS",
     "ArraySource",
     "ArraySplits",
@@ -440,5 +439,7 @@ register_dataset(
 )
 del _name, _classes
 
-#: The built-in datasets (:func:`dataset_names` also lists the registered ones).
-DATASET_NAMES = dataset_names()
+# Event datasets (N-MNIST, SHD, DVS128 Gesture): each module holds its spec (ottt_jax.data.events).
+for _spec in (nmnist.SPEC, shd.SPEC, dvs_gesture.SPEC):
+    register_dataset(_spec)
+del _spec

@@ -37,6 +37,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from ottt_jax.data import catalog
+from ottt_jax.data import events as event_data
 
 __all__ = [
     "CLASS_NAMES",
@@ -186,24 +187,17 @@ def events_to_frames(
     """
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
-    x, y, p = (np.asarray(v, np.int64) for v in (events.x, events.y, events.p))
-    n = x.shape[0]
-    if not (y.shape[0] == n and p.shape[0] == n):
-        raise ValueError(f"x, y, p must have equal lengths, got {n}, {y.shape[0]}, {p.shape[0]}")
-    inside = (0 <= x) & (x < width) & (0 <= y) & (y < height) & ((p == 0) | (p == 1))
-    if not inside.all():
+    n = np.shape(events.x)[0]
+    if not (np.shape(events.y)[0] == n and np.shape(events.p)[0] == n):
+        raise ValueError(
+            f"x, y, p must have equal lengths, got {n}, {np.shape(events.y)[0]}, "
+            f"{np.shape(events.p)[0]}"
+        )
+    # The one frame rule of the event datasets (ottt_jax.data.events): split by event number.
+    stream = event_data.dvs_events(np.zeros(n, np.int64), events.x, events.y, events.p)
+    if not np.array_equal(stream["x"], events.x) or not np.array_equal(stream["y"], events.y):
         raise ValueError(f"events outside the {height}x{width}x2 sensor")
-    per_frame = n // num_frames
-    order = np.arange(n, dtype=np.int64)
-    if per_frame:
-        segment = np.minimum(order // per_frame, num_frames - 1)
-    else:
-        segment = np.full(n, num_frames - 1, np.int64)
-    flat = ((segment * height + y) * width + x) * 2 + p
-    counts = np.bincount(flat, minlength=num_frames * height * width * 2)
-    if counts.max(initial=0) > np.iinfo(np.uint16).max:
-        raise ValueError("an event count exceeds the uint16 range")
-    return counts.astype(np.uint16).reshape(num_frames, height, width, 2)
+    return event_data.bin_events(stream, (width, height, 2), num_frames, by="count")
 
 
 _FILE_RE = re.compile(r"^cifar10_(?P<cls>[a-z]+)_(?P<index>\d+)\.aedat$")

@@ -5,6 +5,10 @@ Command line::
     python -m ottt_jax.data.prepare NAME [--manual_dir DIR] [--data_dir DIR] [--num_frames T]
 
 * ``cifar10_dvs``: from the extracted AEDAT folders in ``--manual_dir``; no TensorFlow needed.
+* ``nmnist`` / ``shd`` / ``dvs_gesture``: from the original ``.bin`` folders / ``.h5`` files /
+  ``.aedat`` trials (or tonic's ``.npy`` folders) in ``--manual_dir``
+  (:mod:`ottt_jax.data.nmnist`, :mod:`ottt_jax.data.shd`, :mod:`ottt_jax.data.dvs_gesture`);
+  stored as events, binned to any T when read (``--num_frames`` is not used); no TensorFlow.
 * ``cifar10`` / ``cifar100``: from the python-version archives ``cifar-10-python.tar.gz`` /
   ``cifar-100-python.tar.gz`` in ``--manual_dir`` (without it they are downloaded); no TensorFlow
   needed (:mod:`ottt_jax.data.cifar_archive` writes TFDS's own layout, PNG-encoded with Pillow).
@@ -23,7 +27,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-from ottt_jax.data.catalog import DATASET_NAMES, get_dataset_info
+from ottt_jax.data.catalog import dataset_names, get_dataset_info
 
 __all__ = ["main", "prepare_dataset"]
 
@@ -38,7 +42,7 @@ def prepare_dataset(
     """Build one dataset in the ``array_record`` format that the loaders read.
 
     Args:
-      name: one of ``DATASET_NAMES``.
+      name: a registered dataset name (``dataset_names()``).
       manual_dir: folder with the manually downloaded archives / extracted files.
       data_dir: TFDS data directory (default: ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
       num_frames: frames per sample for ``cifar10_dvs`` (default 10).
@@ -57,6 +61,11 @@ def prepare_dataset(
                 "manual_dir is required for cifar10_dvs:\n" + cifar10_dvs.MANUAL_INSTRUCTIONS
             )
         return cifar10_dvs.prepare(manual_dir, data_dir, info.num_frames)
+    if name in ("nmnist", "shd", "dvs_gesture"):  # stored as events, binned when read
+        module = importlib.import_module(f"ottt_jax.data.{name}")
+        if manual_dir is None:
+            raise ValueError(f"manual_dir is required for {name}:\n" + module.MANUAL_INSTRUCTIONS)
+        return module.prepare(manual_dir, data_dir)
     if name in ("cifar10", "cifar100"):
         from ottt_jax.data import cifar_archive
 
@@ -85,7 +94,7 @@ def prepare_dataset(
 def main(argv: list[str] | None = None) -> None:
     """Run :func:`prepare_dataset` from the command line."""
     parser = argparse.ArgumentParser(description="Prepare a dataset as TFDS array_record files.")
-    parser.add_argument("name", choices=DATASET_NAMES)
+    parser.add_argument("name", choices=dataset_names())
     parser.add_argument("--manual_dir", default=None)
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--num_frames", type=int, default=None)

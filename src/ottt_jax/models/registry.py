@@ -34,6 +34,7 @@ from ottt_jax.registry import Registry
 __all__ = [
     "ModelEntry",
     "NFResNetOptions",
+    "RSNNOptions",
     "VGGOptions",
     "build_model",
     "get_model_entry",
@@ -250,3 +251,32 @@ register_model("vggf", _vgg(True), VGGOptions)
 register_model("nfresnet18", _nfresnet(nfresnet18), NFResNetOptions)
 register_model("nfresnet34", _nfresnet(nfresnet34), NFResNetOptions)
 register_model("nfresnet50", _nfresnet(nfresnet50), NFResNetOptions)
+
+
+# The recurrent spiking network (ottt_jax.models.rsnn): options and entry in one block.
+@dataclasses.dataclass(frozen=True)
+class RSNNOptions:
+    """Per-architecture settings of ``rsnn``."""
+
+    hidden: tuple[int, ...] = _opt(
+        (128,), "widths of the LIF layers, each with its own recurrence."
+    )
+    recurrent: bool = _opt(True, "give each LIF layer a recurrent weight R_l fed by s_l[t−1].")
+    weight_standardization: bool = _opt(True, "use sWS on the input weights W_l.")
+
+
+def _rsnn(*, num_classes, neuron, mode, dtype, options: RSNNOptions):
+    from ottt_jax.models.rsnn import SpikingRSNN
+
+    return SpikingRSNN(
+        num_classes=num_classes,
+        hidden=tuple(options.hidden),
+        recurrent=options.recurrent,
+        weight_standardization=options.weight_standardization,
+        neuron=neuron,
+        mode=mode,
+        dtype=dtype,
+    )
+
+
+register_model("rsnn", _rsnn, RSNNOptions)
