@@ -45,6 +45,7 @@ __all__ = [
     "aot_report",
     "compile_train_step",
     "is_compile_time_oom",
+    "libtpu_version",
     "main",
     "refusal_line",
     "render_markdown",
@@ -241,7 +242,7 @@ def aot_report(
         "roofline": roof,
         "compile_s": compile_s,
         "jax": jax.__version__,
-        "libtpu": _libtpu_version(),
+        "libtpu": libtpu_version(),
     }
 
 
@@ -258,7 +259,8 @@ def _roofline(work: dict[str, float], chip: Chip, per_chip_batch: int) -> dict[s
     }
 
 
-def _libtpu_version() -> str | None:
+def libtpu_version() -> str | None:
+    """Return the installed libtpu version, or None."""
     try:
         from importlib.metadata import version
 
