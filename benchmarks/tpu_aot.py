@@ -5,15 +5,19 @@ compiles :func:`ottt_jax.training.steps.make_train_step` through :func:`ottt_jax
 (the path of ``ottt-train --aot``) for each case and writes one JSON record per case as soon as
 it is compiled, so an interrupted run keeps what it did. Needs ``pip install -e ".[tpu-aot]"``.
 
-Groups, in the order they run (each VGG-11 compile takes about 1–3 min on a 2-core CPU):
+Groups (``--groups`` letters, run in the order given; default ``TRPBt``; each VGG-11 compile takes
+1–7 min on a shared 2-core CPU):
 
-* ``T``: VGG-11 (``cifar10_vgg``), batch 128 on ``v5e:1x1``, memory against T ∈ {6, 32, 2, 16}
-  for OTTT_A and BPTT, float32 and bfloat16, then OTTT_O, SLTT and SLTT-K.
+* ``T``: VGG-11 (``cifar10_vgg``), batch 128 on ``v5e:1x1``: OTTT_A and BPTT at T ∈ {6, 32},
+  float32 and bfloat16; ``t``: the rest of the T ∈ {2, 6, 16, 32} matrix (T ∈ {2, 16} for those
+  two rules, and OTTT_O, SLTT, SLTT-K at every T).
 * ``R``: NF-ResNet-34 (``imagenet_nfresnet34``, 224²), batch 64 on ``v5e:1x1``, T = 6.
 * ``P``: pod slices: VGG-11 at 128 per chip on ``v5e:4x4`` and NF-ResNet-34 at 64 per chip on
   ``v5p:4x4x4`` (64 chips).
 * ``B``: the largest batch per chip that fits one v5e chip, OTTT_A vs BPTT at T = 6 and 32
-  (float32): doubling from 128 until the compiler refuses, then bisection to a multiple of 32.
+  (float32), predicted from two compiles and bracketed by compiles (:func:`largest_batch`).
+
+``--resume`` keeps the cases already in ``--out-json``.
 
 Every number is compiled, not measured on hardware; step times and images/s are roofline
 estimates (see :mod:`ottt_jax.aot`).
