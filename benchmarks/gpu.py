@@ -8,7 +8,7 @@ gradients, SGD with momentum 0.9; params and optimizer state donated):
 
 * VGG-11 sWS at CIFAR-10 shapes (32×32×3), batch 128, T ∈ {2, 6, 16, 32}: OTTT_A, OTTT_O, BPTT,
   in float32 and bfloat16 (compute dtype; parameters, optimizer state and neuron state stay
-  float32, as the trainer's ``compute_dtype=bfloat16``);
+  float32; the trainer's ``compute_dtype=bfloat16`` also carries the neuron state in bfloat16);
 * NF-ResNet-34 at 224×224×3, batch 64, T = 6, float32: OTTT_A and BPTT.
 
 It writes a markdown section and a JSON file. It is built to finish in under 8 minutes on one
@@ -16,7 +16,9 @@ H200: every case is compiled first (in priority order, within ``--budget`` less 
 the runs), then the compiled cases run (one warm-up, then up to ``--iters`` timed iterations)
 in order of growing compiled footprint, because JAX cannot reset a device's peak-memory counter:
 run that way, each case's peak is its own unless an earlier one (or compilation scratch) was
-higher, which the table marks. A case that runs out of memory (RESOURCE_EXHAUSTED) or out of
+higher, which the table marks. Before running, a memory pre-check skips every case whose
+compiled footprint (:func:`precheck`) exceeds the device's ``bytes_limit``. A case that runs out
+of memory (RESOURCE_EXHAUSTED) or out of
 time is recorded as skipped, with the reason, and the others go on.
 
 ``--smoke`` runs the same code path at tiny sizes (a two-conv VGG on 8×8 inputs, a one-block-
@@ -209,6 +211,35 @@ def compile_case(case: Case, smoke: bool, params: Any) -> dict:
     }
 
 
+def device_limit(device) -> int | None:
+    """Return the bytes the device's allocator may use (``memory_stats()['bytes_limit']``), or
+    None when the backend keeps no memory statistics (CPU)."""
+    stats = device.memory_stats()
+    return int(stats["bytes_limit"]) if stats and stats.get("bytes_limit") else None
+
+
+def precheck(memory: dict, limit: int | None) -> str | None:
+    """Return why a compiled case cannot run on a device of ``limit`` bytes, or None.
+
+    The pre-check compares XLA's compiled footprint, ``total + generated_code`` of
+    :func:`compile_case`, with the allocator's limit before anything is allocated or run, so a
+    case that cannot fit costs its compile time only.
+
+    Args:
+      memory: a compiled case's ``memory`` (bytes).
+      limit: the device's ``bytes_limit`` (None: no check).
+
+    Returns:
+      ``'does not fit: compiled N MiB > M MiB of the device'`` or None.
+    """
+    need = memory["total"] + memory["generated_code"]
+    if limit is None or need <= limit:
+        return None
+    return (
+        f"does not fit: compiled {need / 2**20:,.0f} MiB > {limit / 2**20:,.0f} MiB of the device"
+    )
+
+
 def _peak_bytes(device) -> int | None:
     stats = device.memory_stats()
     return None if not stats else int(stats.get("peak_bytes_in_use", 0)) or None
@@ -332,6 +363,14 @@ def benchmark(
                 raise
             why = "out of memory" if is_out_of_memory(err) else "error"
             recs[c] = record(c, f"skipped: {why} while compiling ({_first_line(err)})")
+            log(f"[gpu] {c.name}: {recs[c]['status']}")
+    import jax
+
+    limit = device_limit(jax.devices()[0])
+    for c in list(built):
+        why = precheck(built[c]["memory"], limit)
+        if why is not None:
+            recs[c] = record(c, f"skipped: {why} (memory pre-check)", built.pop(c))
             log(f"[gpu] {c.name}: {recs[c]['status']}")
     order = sorted(built, key=lambda c: built[c]["memory"]["total"])
     for i, c in enumerate(order):
@@ -479,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.gpu" + (" --smoke" if args.smoke else ""),
         "smoke": args.smoke,
         "budget_s": args.budget,
+        "bytes_limit": device_limit(device),
         "elapsed_s": time.perf_counter() - t0,
         "cases": recs,
     }

@@ -152,3 +152,22 @@ def test_bad_arguments_name_the_option(args, option, capsys):
     with pytest.raises(SystemExit):
         gpu.parse_args(args)
     assert f"{option} must be" in capsys.readouterr().err
+
+
+def test_precheck_compares_the_compiled_footprint_with_the_device_limit():
+    mem = {"total": 3 * 2**20, "generated_code": 2**20}
+    assert gpu.precheck(mem, None) is None
+    assert gpu.precheck(mem, 4 * 2**20) is None  # total + code = 4 MiB fits exactly
+    why = gpu.precheck(mem, 4 * 2**20 - 1)
+    assert why == "does not fit: compiled 4 MiB > 4 MiB of the device"
+
+
+def test_a_case_over_the_device_limit_is_skipped_before_it_runs(monkeypatch):
+    monkeypatch.setattr(gpu, "device_limit", lambda device: 1024)
+    ran = []
+    monkeypatch.setattr(gpu, "run_case", lambda *a, **k: ran.append(a) or {})
+    (rec,) = gpu.benchmark(gpu.cases(smoke=True)[:1], smoke=True, budget_s=600, strict=True)
+    assert ran == []
+    assert rec["status"].startswith("skipped: does not fit: compiled ")
+    assert rec["status"].endswith("> 0 MiB of the device (memory pre-check)")
+    assert rec["compiled"]["total"] > 1024

@@ -25,7 +25,8 @@ The run goes to --workdir, by default runs/<preset>-<method>[-<hash of the other
 from the latest checkpoint, and a finished run prints its results. The resolved config is written
 to <workdir>/config.json.
 
-exit status: 0 done; 2 bad config, workdir, data or divergence; 75 stopped by SIGINT/SIGTERM
+exit status: 0 done; 2 bad config, workdir, data or divergence; 3 (--aot) the step does not fit
+the chip's HBM; 75 stopped by SIGINT/SIGTERM
 (checkpoint saved, rerun the same command to resume); 130 a second signal (aborted, not saved)."""
 
 _TRAIN_EXAMPLES = """\
@@ -35,7 +36,8 @@ examples:
   ottt-train --config digits --set optim.lr=0.05 --set num_steps=6
   ottt-train --list-keys                        # every KEY for --set, with its doc
   ottt-train --import my_plugin.py --set model.arch=my_net   # a model registered by a plugin
-  ottt-train --set num_steps=6 --print-config   # the resolved config, no training"""
+  ottt-train --set num_steps=6 --print-config   # the resolved config, no training
+  ottt-train --aot v5e:2x2                      # compile for a TPU slice, no TPU (.[tpu-aot])"""
 
 _EVAL_HELP = """\
 Evaluate a training run's checkpoint on the test split, at any number of time steps T.
@@ -123,6 +125,14 @@ def _train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the resolved config (JSON, workdir filled in) and exit without training",
     )
+    p.add_argument(
+        "--aot",
+        metavar="TOPOLOGY",
+        default=None,
+        help="compile the training step for a TPU topology (e.g. v5e:16x16) without a TPU, print "
+        "memory per chip, FLOPs and a roofline estimate, write aot/*.json|md; no training "
+        "(needs pip install -e '.[tpu-aot]'); data.batch_size is the global batch",
+    )
     return p
 
 
@@ -165,6 +175,10 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
         if args.print_config:
             print(resolved_config_json(cfg, args.workdir))
             return 0
+        if args.aot:
+            from ottt_jax.aot import run_aot  # libtpu only for this flag
+
+            return run_aot(cfg, args.aot)
         r = train(cfg, workdir=args.workdir)
     except (ValueError, OSError, TrainingDivergedError, UserError) as e:
         print(f"ottt-train: error: {e}", file=sys.stderr)

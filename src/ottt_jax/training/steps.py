@@ -23,7 +23,7 @@ from ottt_jax import metrics as metrics_lib
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.models import make_step
 from ottt_jax.online import forward
-from ottt_jax.training.build import Setup
+from ottt_jax.training.build import Setup, compute_dtype
 
 __all__ = [
     "RULE_KEY_STREAM",
@@ -145,17 +145,19 @@ def make_train_step(s: Setup, tx: optax.GradientTransformation):
     Returns:
       ``train_step(ts, images [B, ...], labels [B]) -> (ts', metrics)`` with ``metrics``
       ``{'loss': Σ_t L[t], 'accuracy': of argmax Σ_t out_t, 'finite': loss and params finite}``;
-      ``ts`` is donated.
+      ``ts`` is donated. Parameters and optimizer state stay float32; the forward/backward and
+      the carried neuron state (membrane, trace, masks) use ``cfg.compute_dtype``.
     """
     cfg, model, info, rule = s.cfg, s.model, s.info, s.rule
-    t = cfg.num_steps
+    t, dt = cfg.num_steps, compute_dtype(cfg)
     step_fn = make_step(model)
     loss_fn = make_loss_fn(cfg)
     shape = tuple(info.frame_shape)
 
     def train_step(ts: TrainState, images, labels):
         dropout_key, rule_key = step_keys(ts.rng, ts.step)
-        state0 = model.init_state(labels.shape[0], shape, key=dropout_key, train=True)
+        # membrane, trace and masks in the compute dtype: bfloat16 halves the carried state
+        state0 = model.init_state(labels.shape[0], shape, key=dropout_key, train=True, dtype=dt)
         inputs, n = to_inputs(images, info, t)
         res = rule.apply(
             step_fn,
@@ -201,7 +203,7 @@ def make_eval_step(s: Setup, num_steps: int):
     shape = tuple(info.frame_shape)
 
     def eval_step(params, images, labels, mask):
-        state0 = model.init_state(labels.shape[0], shape, train=False)
+        state0 = model.init_state(labels.shape[0], shape, train=False, dtype=compute_dtype(s.cfg))
         inputs, n = to_inputs(images, info, num_steps)
         if info.is_sequence and images.shape[1] != num_steps:
             raise ValueError(
