@@ -1,7 +1,8 @@
 """Synaptic layers: scaled weight standardization (sWS), spike/trace-aware convs and linears.
 
-Every layer takes ``(x, trace=None)`` and a ``mode`` attribute (a :class:`~ottt_jax.mode.Mode`),
-and decides itself: when a ``trace`` is given (the input is spikes from a neuron) and
+Every layer takes ``(x, trace=None)`` and a ``mode`` attribute (a :class:`~ottt_jax.mode.Mode`,
+or None: inherit it from the enclosing model's ``mode`` or from the rule tracing the step, see
+:func:`layer_mode`), and decides itself: when a ``trace`` is given (the input is spikes) and
 ``mode.synapse == "trace"`` (OTTT), the layer applies the spike-forward / trace-gradient rule of
 :mod:`ottt_jax.trace`; otherwise it is an ordinary layer (the first conv on the image, BPTT, SLTT's
 instantaneous rule). Models pass the trace unconditionally. Layouts: activations NHWC, conv kernels
@@ -21,8 +22,7 @@ standardized kernels and apply the sWS backward once, after the scan (see
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ottt_jax.mode import OTTT, Mode
+from ottt_jax.mode import Mode, resolve_mode
 from ottt_jax.trace import conv_spike_trace, dense_spike_trace
 
 Array = jax.Array
@@ -41,8 +41,8 @@ __all__ = [
     "Conv",
     "Linear",
     "avg_pool",
-    "conv_op",
     "kaiming_normal_fan_out",
+    "layer_mode",
     "split_standardized",
     "standardize_weight",
 ]
@@ -53,31 +53,6 @@ SPIKE_SCALE = 2.74
 
 #: The Flax collection an sWS layer reads its standardized kernel from (:func:`split_standardized`).
 STANDARDIZED = "standardized"
-
-# The spike/trace conv op every Conv uses; conv_op() swaps it while a model is traced.
-_CONV_OPS: list[Callable[..., Array]] = [conv_spike_trace]
-
-
-@contextlib.contextmanager
-def conv_op(op: Callable[..., Array]) -> Iterator[None]:
-    """Make every :class:`Conv` traced inside the block compute with ``op``.
-
-    For benchmarks that compare implementations of the spike-forward / trace-gradient conv
-    (``benchmarks/speed.py``); the swap holds for what is traced (jitted) inside the block.
-
-    Args:
-      op: a function with the signature of :func:`~ottt_jax.trace.conv_spike_trace`,
-        ``op(w, spikes, trace, strides, padding, trace_scale) -> y``.
-
-    Yields:
-      None; on exit the previous op is back.
-    """
-    _CONV_OPS.append(op)
-    try:
-        yield
-    finally:
-        _CONV_OPS.pop()
-
 
 #: Kaiming-normal initialization with fan_out and the ReLU gain, as in the authors' convs.
 kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -197,6 +172,30 @@ def avg_pool(x: Array, window: int = 2, stride: int | None = None, padding: int 
     return total / (window * window)
 
 
+def layer_mode(layer: nn.Module) -> Mode:
+    """Return the mode a bound layer runs in, refusing one that disagrees with the rule.
+
+    Args:
+      layer: a bound Flax module with a ``mode`` attribute (None: inherit).
+
+    Returns:
+      The layer's own mode, else the nearest enclosing module's ``mode`` that is not None, else
+      the active rule's (:func:`ottt_jax.mode.resolve_mode`), else :data:`~ottt_jax.mode.OTTT`.
+
+    Raises:
+      ValueError: naming the layer's path (``Model/Conv_1``) when its mode or its model's is
+        not the mode of the rule tracing the step.
+    """
+    inherited, parent, top = None, layer.parent, layer
+    while isinstance(parent, nn.Module):
+        m = getattr(parent, "mode", None)
+        if inherited is None and isinstance(m, Mode):
+            inherited = m
+        top, parent = parent, parent.parent
+    where = "/".join((type(top).__name__, *layer.scope.path))
+    return resolve_mode(layer.mode, f"layer {where}", inherited)
+
+
 def _kernel(layer: nn.Module, shape: tuple[int, ...]) -> Array:
     """Return a Conv/Linear's kernel in its compute dtype, standardized when it uses sWS."""
     if layer.weight_standardization and layer.has_variable(STANDARDIZED, "kernel"):
@@ -227,7 +226,11 @@ class Conv(nn.Module):
       use_bias: add a bias (its gradient is plain ``g``, never a trace).
       kernel_init: initializer of the raw kernel.
       dtype: compute dtype (parameters stay float32).
-      mode: the trace rule applies iff a trace is passed and ``mode.synapse == "trace"``.
+      mode: the trace rule applies iff a trace is passed and ``mode.synapse == "trace"``; None
+        inherits it (:func:`layer_mode`).
+      op: the spike-forward / trace-gradient conv, with the signature of
+        :func:`~ottt_jax.trace.conv_spike_trace` (None: that function); benchmarks compare
+        implementations through it.
     """
 
     features: int
@@ -238,7 +241,8 @@ class Conv(nn.Module):
     use_bias: bool = True
     kernel_init: Any = kaiming_normal_fan_out
     dtype: Any = jnp.float32
-    mode: Mode = OTTT
+    mode: Mode | None = None
+    op: Callable[..., Array] | None = None
 
     @nn.compact
     def __call__(self, x: Array, trace: Array | None = None, trace_scale: float = 1.0) -> Array:
@@ -252,6 +256,7 @@ class Conv(nn.Module):
         Returns:
           ``[B, Ho, Wo, features]``; with the trace rule ∇W is taken at ``trace_scale·trace``.
         """
+        mode = layer_mode(self)
         k = self.kernel_size
         kernel = _kernel(self, (k, k, x.shape[-1], self.features))
         x = x.astype(self.dtype)
@@ -259,11 +264,12 @@ class Conv(nn.Module):
         # Without a trace the gradient is the ordinary one: the trace rule with trace := input.
         # Going through conv_spike_trace either way keeps the backward pass as forward
         # convolutions, which XLA:CPU runs far faster than autodiff's inside lax.scan.
-        if trace is None or not self.mode.trace_rule:
+        if trace is None or not mode.trace_rule:
             a, trace_scale = x, 1.0
         else:
             a = trace.astype(self.dtype)
-        y = _CONV_OPS[-1](kernel, x, a, strides, self.padding, trace_scale)
+        op = conv_spike_trace if self.op is None else self.op
+        y = op(kernel, x, a, strides, self.padding, trace_scale)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + bias.astype(self.dtype)
@@ -288,7 +294,8 @@ class Linear(nn.Module):
       kernel_init: defaults to N(0, 0.01²), the authors' readout init (see above for hidden
         layers).
       dtype: compute dtype.
-      mode: the trace rule applies iff a trace is passed and ``mode.synapse == "trace"``.
+      mode: the trace rule applies iff a trace is passed and ``mode.synapse == "trace"``; None
+        inherits it (:func:`layer_mode`).
     """
 
     features: int
@@ -296,7 +303,7 @@ class Linear(nn.Module):
     use_bias: bool = True
     kernel_init: Any = nn.initializers.normal(0.01)
     dtype: Any = jnp.float32
-    mode: Mode = OTTT
+    mode: Mode | None = None
 
     @nn.compact
     def __call__(self, x: Array, trace: Array | None = None, trace_scale: float = 1.0) -> Array:
@@ -310,9 +317,10 @@ class Linear(nn.Module):
         Returns:
           ``[B, features]``; with the trace rule ∇W is taken at ``trace_scale·trace``.
         """
+        mode = layer_mode(self)
         kernel = _kernel(self, (x.shape[-1], self.features))
         x = x.astype(self.dtype)
-        if trace is None or not self.mode.trace_rule:
+        if trace is None or not mode.trace_rule:
             y = x @ kernel
         else:
             y = dense_spike_trace(kernel, x, trace.astype(self.dtype), trace_scale)

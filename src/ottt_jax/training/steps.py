@@ -51,12 +51,15 @@ class TrainState(NamedTuple):
       params: the model parameters.
       opt_state: the optimizer state.
       rng: the run key; per-step keys are folded from it (:func:`step_keys`).
+      rule_state: the rule's state carried across batches (``rule.init_rule_state(params)``;
+        None for a stateless rule).
     """
 
     step: jax.Array
     params: PyTree
     opt_state: PyTree
     rng: jax.Array
+    rule_state: PyTree = None
 
 
 def step_keys(rng: jax.Array, step: Any) -> tuple[jax.Array, jax.Array]:
@@ -131,7 +134,8 @@ def init_train_state(s: Setup, tx: optax.GradientTransformation) -> TrainState:
     key = jax.random.PRNGKey(s.cfg.seed)
     init_key, rng = jax.random.split(key)
     params = init_params(s.model, tuple(s.info.frame_shape), init_key)
-    ts = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params), rng)
+    rule_state = s.rule.init_rule_state(params)
+    ts = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params), rng, rule_state)
     return jax.device_put(ts, s.replicated)
 
 
@@ -168,13 +172,15 @@ def make_train_step(s: Setup, tx: optax.GradientTransformation):
             labels,
             num_steps=n,
             key=rule_key,
+            rule_state=ts.rule_state,
+            time_axis=None if n is not None else 0,
         )
         acc = metrics_lib.accuracy(res.outputs.astype(jnp.float32), labels)
         finite = jnp.isfinite(res.loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(res.params)])
         )
         out = {"loss": res.loss, "accuracy": acc, "finite": finite}
-        return TrainState(ts.step + 1, res.params, res.opt_state, ts.rng), out
+        return TrainState(ts.step + 1, res.params, res.opt_state, ts.rng, res.rule_state), out
 
     return jax.jit(
         train_step,
