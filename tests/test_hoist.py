@@ -206,5 +206,5 @@ def test_wrapped_steps_keep_the_mode_and_the_hoist_where_it_is_sound(wrap, hoist
     want = online.ottt_grad(_plain(step), loss_fn, params, st, x, LABELS, num_steps=T)
     for g, w in zip(jax.tree.leaves(got.grads), jax.tree.leaves(want.grads), strict=True):
         np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6 * float(jnp.max(jnp.abs(w))))
-    with pytest.raises(ValueError, match="needs a model built with mode=.*has mode="):
+    with pytest.raises(ValueError, match=r"needs a model built with mode=.*has mode="):
         rules.get_rule("bptt").grad(wrapped, loss_fn, params, st, x, LABELS, num_steps=T)

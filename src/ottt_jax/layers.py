@@ -22,6 +22,7 @@ standardized kernels and apply the sWS backward once, after the scan (see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ottt_jax.mode import Mode, resolve_mode
-from ottt_jax.trace import conv_spike_trace, dense_spike_trace
+from ottt_jax.trace import conv_spike_trace, dense_spike_trace, spike_trace
 
 Array = jax.Array
 
@@ -40,11 +41,13 @@ __all__ = [
     "STANDARDIZED",
     "Conv",
     "Linear",
+    "Traced",
     "avg_pool",
     "kaiming_normal_fan_out",
     "layer_mode",
     "split_standardized",
     "standardize_weight",
+    "traced",
 ]
 
 #: The constant ``Scale(2.74)`` applied to every neuron's spikes and trace: ``1/sqrt(p(1−p))`` with
@@ -327,3 +330,118 @@ class Linear(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
         return y
+
+
+def _apply_params(layer: nn.Module, params: Any, x: Array) -> Array:
+    """``layer.apply({'params': params}, x)``: the affine map ``f(params, x)`` of a Flax layer."""
+    return layer.apply({"params": params}, x)
+
+
+def _unit(v: Any) -> bool:
+    return v is None or v == 1 or tuple(v) in ((1,), (1, 1))
+
+
+def _fast_op(layer: nn.Module, x: Array) -> str | None:
+    """Return ``"dense"``/``"conv"`` when ``layer`` is a plain ``nn.Dense``/``nn.Conv`` that the
+    package's spike/trace ops compute exactly (else None: the general :func:`spike_trace`)."""
+    if type(layer) is nn.Dense and x.ndim == 2 and layer.dot_general is None:
+        return "dense" if layer.dot_general_cls is None else None
+    if type(layer) is not nn.Conv or x.ndim != 4:
+        return None
+    k = layer.kernel_size
+    plain = (
+        len(tuple(k) if not isinstance(k, int) else (k, k)) == 2
+        and layer.feature_group_count == 1
+        and _unit(layer.input_dilation)
+        and _unit(layer.kernel_dilation)
+        and layer.mask is None
+        and layer.conv_general_dilated is None
+        and layer.conv_general_dilated_cls is None
+    )
+    pad = layer.padding
+    if isinstance(pad, str):  # lax's 'SAME' is the symmetric one at stride 1
+        ok = pad.upper() == "VALID" or (pad.upper() == "SAME" and _unit(layer.strides))
+    else:
+        ok = isinstance(pad, int) or all(len(p) == 2 for p in pad)
+    return "conv" if plain and ok else None
+
+
+class Traced(nn.Module):
+    """A plain Flax layer, affine in its input, made a synaptic layer of the rule (:func:`traced`).
+
+    Attributes:
+      layer: an unbound Flax module ``y = f(W, x)`` affine in ``x`` (``nn.Dense``, ``nn.Conv``,
+        ``nn.DenseGeneral``, ...). Its parameters live in this module, under its own names.
+      mode: as for :class:`Conv`; None inherits it (:func:`layer_mode`).
+    """
+
+    layer: nn.Module
+    mode: Mode | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, trace: Array | None = None, trace_scale: float = 1.0) -> Array:
+        """Apply the layer to ``x``; with a trace under a trace mode, ``∇W`` is taken at it.
+
+        Args:
+          x: the input (spikes, or a real-valued input for a first layer), ``[B, ...]``.
+          trace: the presynaptic trace of ``x``, same shape, or None.
+          trace_scale: a constant the trace is multiplied by in the weight gradient.
+
+        Returns:
+          ``layer(x)``. Under ``mode.synapse == "trace"`` with a trace: ``∇W = Σ g·(c·â)ᵀ``
+          (Eq. (5)); otherwise the layer's own gradient (SLTT's instantaneous rule, BPTT).
+        """
+        mode = layer_mode(self)
+        inner = self.layer
+        if self.is_initializing():
+            init = inner.init(self.make_rng("params"), x)["params"]
+            params = {k: self.param(k, lambda _, v=v: v) for k, v in init.items()}
+        else:
+            params = dict(self.variables.get("params", {}))
+        use_trace = trace is not None and mode.trace_rule
+        fast = _fast_op(inner, x)
+        if fast is None:
+            if not use_trace:
+                return _apply_params(inner, params, x)
+            a = trace.astype(x.dtype) * trace_scale
+            return spike_trace(functools.partial(_apply_params, inner), params, x, a)
+        kernel = params["kernel"]
+        dtype = jnp.promote_types(x.dtype, kernel.dtype) if inner.dtype is None else inner.dtype
+        kernel, x = kernel.astype(dtype), x.astype(dtype)
+        a, scale = (trace.astype(dtype), trace_scale) if use_trace else (x, 1.0)
+        if fast == "dense":
+            y = dense_spike_trace(kernel, x, a, scale) if use_trace else x @ kernel
+        else:  # the same op as Conv: its backward as forward convolutions
+            strides = inner.strides if inner.strides is not None else 1
+            strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+            y = conv_spike_trace(kernel, x, a, strides, inner.padding, scale)
+        if inner.use_bias:
+            y = y + params["bias"].astype(dtype)
+        return y
+
+
+def traced(layer: nn.Module, *, mode: Mode | None = None, name: str | None = None) -> Traced:
+    """Wrap a plain Flax layer fed by spikes so it follows the rule (OTTT's trace rule, ...).
+
+    Call the result as ``traced(nn.Dense(64))(spikes, trace)`` inside a compact method. The
+    layer is cloned with ``parent=None`` (so Flax never binds it to the enclosing module: no
+    ``NameInUseError``); its parameters live in the wrapper under their own names
+    (``{"kernel", "bias"}``), like :class:`Linear`'s. A plain ``nn.Dense``/``nn.Conv`` (no
+    groups, dilation or mask) runs through the same spike/trace ops as :class:`Linear`/
+    :class:`Conv`, so it has their gradient and speed; any other layer affine in its input runs
+    through :func:`~ottt_jax.trace.spike_trace`.
+
+    Args:
+      layer: the Flax layer, affine in its input (``y = A_W x + b_W``).
+      mode: as for :class:`Conv` (None: inherit).
+      name: the wrapper's name (its parameters' path), e.g. ``"fc1"``.
+
+    Returns:
+      A :class:`Traced` module called as ``(x, trace=None, trace_scale=1.0)``.
+
+    Raises:
+      ValueError: ``layer`` is not a Flax module.
+    """
+    if not isinstance(layer, nn.Module):
+        raise ValueError(f"traced() expects a flax.linen Module, got {type(layer).__name__}")
+    return Traced(layer=layer.clone(parent=None, name=None), mode=mode, name=name)

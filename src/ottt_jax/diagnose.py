@@ -1,0 +1,144 @@
+"""Which rule does each kernel's gradient follow? A perturbation diagnostic for user models.
+
+:func:`check_rule` answers it per parameter for a step function, without knowing the model: it
+runs two time steps and compares three gradients of a fixed random projection of the second
+step's output,
+
+* ``g_full``: through both steps (autodiff into the first step through the state),
+* ``g_one``: of the second step alone, from the (gradient-stopped) state after the first,
+* ``g_pert``: the same with every presynaptic trace in that state perturbed
+  (``â → 1.7·â + 0.3``; the trace never enters the forward pass of a package layer).
+
+A kernel whose ``g_full`` differs from ``g_one`` follows a gradient **through time** (BPTT); else
+one whose ``g_pert`` differs from ``g_one`` follows the **trace** rule (OTTT, Eq. (5)); else its
+gradient is **instantaneous** (SLTT's rule, or any layer on a non-spiking input). Under OTTT,
+every kernel fed by spikes should read ``"trace"``: a plain ``nn.Dense`` fed by spikes reads
+``"instantaneous"`` (wrap it with :func:`ottt_jax.layers.traced`); only a layer on the raw input
+legitimately reads ``"instantaneous"`` there.
+
+Cost: three gradient evaluations of at most two steps, i.e. about what two training steps at
+``T = 2`` cost plus their compilation (it is not jitted; run it once per model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ottt_jax import mode as mode_lib
+from ottt_jax.mode import OTTT, Mode
+from ottt_jax.step import as_step
+
+PyTree = Any
+
+__all__ = ["FOLLOWS", "check_rule"]
+
+#: The answers of :func:`check_rule`, per kernel.
+FOLLOWS = ("trace", "instantaneous", "through time")
+
+
+def _perturb_traces(state: PyTree) -> PyTree:
+    def is_neuron(n):
+        return hasattr(n, "_replace") and hasattr(n, "trace")
+
+    def bump(n):
+        if not is_neuron(n) or n.trace is None:
+            return n
+        return n._replace(trace=1.7 * n.trace + 0.3)
+
+    return jax.tree.map(bump, state, is_leaf=is_neuron)
+
+
+def _differs(a: jax.Array, b: jax.Array, rtol: float) -> bool:
+    scale = max(float(jnp.max(jnp.abs(a))), float(jnp.max(jnp.abs(b))), 1e-30)
+    return float(jnp.max(jnp.abs(a - b))) > rtol * scale
+
+
+def check_rule(
+    step: Any,
+    params: PyTree,
+    state: PyTree,
+    x: PyTree,
+    *,
+    mode: Mode | None = None,
+    sequence: bool = False,
+    strict: bool = False,
+    rtol: float = 1e-4,
+) -> dict[str, str]:
+    """Report, per kernel (every parameter with 2 or more axes), which rule its gradient follows.
+
+    Args:
+      step: an :class:`~ottt_jax.online.Step` or a step function.
+      params: its parameters.
+      state: the initial state (zeros).
+      x: a static input ``[B, ...]``, or with ``sequence=True`` a time-major ``[T >= 2, B, ...]``
+        (its first two frames are used).
+      mode: the mode to trace the step in (default: the Step's, else OTTT), as a rule would.
+      sequence: whether ``x`` is a sequence.
+      strict: raise on a kernel whose rule the mode forbids (through time under a detached
+        mode; the trace rule under SLTT or BPTT).
+      rtol: the relative difference that counts as a dependence.
+
+    Returns:
+      ``{parameter path: "trace" | "instantaneous" | "through time"}`` (see the module doc).
+
+    Raises:
+      ValueError: with ``strict``, naming every parameter path whose rule the mode forbids.
+    """
+    s = as_step(step)
+    fn = step if s is None else s.fn
+    mode = mode or (None if s is None else s.mode) or OTTT
+    x0, x1 = (
+        (jax.tree.map(lambda v: v[0], x), jax.tree.map(lambda v: v[1], x)) if sequence else (x, x)
+    )
+    with mode_lib.active(mode, "check_rule"):
+        out0, st1 = fn(params, state, x0)
+        leaves = jax.tree.leaves(out0)
+        keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
+        proj = [jax.random.normal(k, jnp.shape(v)) for k, v in zip(keys, leaves, strict=True)]
+
+        def score(out):
+            return sum(
+                jnp.sum(a.astype(jnp.float32) * r)
+                for a, r in zip(jax.tree.leaves(out), proj, strict=True)
+            )
+
+        def two(p):
+            _, st = fn(p, state, x0)
+            return score(fn(p, st, x1)[0])
+
+        def one(p, st):
+            return score(fn(p, st, x1)[0])
+
+        st1 = jax.lax.stop_gradient(st1)
+        g_full = jax.grad(two)(params)
+        g_one = jax.grad(one)(params, st1)
+        g_pert = jax.grad(one)(params, _perturb_traces(st1))
+    report, bad = {}, []
+    flat = jax.tree_util.tree_leaves_with_path(g_one)
+    for (path, g1), gf, gp in zip(
+        flat, jax.tree.leaves(g_full), jax.tree.leaves(g_pert), strict=True
+    ):
+        if jnp.ndim(g1) < 2:
+            continue
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        follows = (
+            "through time"
+            if _differs(gf, g1, rtol)
+            else "trace"
+            if _differs(gp, g1, rtol)
+            else "instantaneous"
+        )
+        report[name] = follows
+        forbidden = (follows == "through time" and mode.detach_membrane) or (
+            follows == "trace" and not mode.trace_rule
+        )
+        if forbidden:
+            bad.append(f"{name} ({follows})")
+    if strict and bad:
+        raise ValueError(
+            f"under mode={mode}, these kernels follow a rule the mode forbids: {', '.join(bad)}"
+        )
+    return report
