@@ -16,8 +16,9 @@ every kernel fed by spikes should read ``"trace"``: a plain ``nn.Dense`` fed by 
 ``"instantaneous"`` (wrap it with :func:`ottt_jax.layers.traced`); only a layer on the raw input
 legitimately reads ``"instantaneous"`` there.
 
-Cost: three gradient evaluations of at most two steps, i.e. about what two training steps at
-``T = 2`` cost plus their compilation (it is not jitted; run it once per model).
+Cost: one forward step and three gradient evaluations of at most two steps, i.e. about what
+two training steps at ``T = 3`` cost, plus their compilation (it is not jitted; run it once per
+model).
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def check_rule(
       step: an :class:`~ottt_jax.online.Step` or a step function.
       params: its parameters.
       state: the initial state (zeros).
-      x: a static input ``[B, ...]``, or with ``sequence=True`` a time-major ``[T >= 2, B, ...]``
-        (its first two frames are used).
+      x: a static input ``[B, ...]``, or with ``sequence=True`` a time-major ``[T >= 3, B, ...]``
+        (its first three frames are used).
       mode: the mode to trace the step in (default: the Step's, else OTTT), as a rule would.
       sequence: whether ``x`` is a sequence.
       strict: raise on a kernel whose rule the mode forbids (through time under a detached
@@ -90,10 +91,10 @@ def check_rule(
     s = as_step(step)
     fn = step if s is None else s.fn
     mode = mode or (None if s is None else s.mode) or OTTT
-    x0, x1 = (
-        (jax.tree.map(lambda v: v[0], x), jax.tree.map(lambda v: v[1], x)) if sequence else (x, x)
-    )
+    xw, x0, x1 = [jax.tree.map(lambda v, i=i: v[i], x) if sequence else x for i in range(3)]
     with mode_lib.active(mode, "check_rule"):
+        _, state = fn(params, state, xw)  # warm-up: spikes and traces in the state
+        state = jax.lax.stop_gradient(state)
         out0, st1 = fn(params, state, x0)
         leaves = jax.tree.leaves(out0)
         keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
