@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ottt_jax.guards import raise_unless
 from ottt_jax.mode import debug_checks
 from ottt_jax.online import check_num_steps
 
@@ -65,15 +66,10 @@ def instantaneous_loss(
         if not bool(valid):
             raise ValueError(f"{msg}; got values in [{int(labels.min())}, {int(labels.max())}]")
     elif debug_checks():
-        jax.debug.callback(_raise_unless, valid, f"{msg} (debug_checks=True)")
+        jax.debug.callback(raise_unless, valid, f"{msg} (debug_checks=True)")
     logits = logits.astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     mse = jnp.mean((logits - onehot) ** 2)
     loss = ((1.0 - beta) * ce + beta * mse) / num_steps
     return jnp.where(valid, loss, jnp.nan)  # an out-of-range label never trains silently
-
-
-def _raise_unless(ok, message: str) -> None:
-    if not bool(ok):
-        raise ValueError(message)

@@ -20,20 +20,12 @@ batches. There are two kinds, with keyword-only fields:
                            grad_fn=my_grad, options=MyOptions()))
     get_rule("my_rule").with_options(k=2).grad(step, ...)
 
-**The step a rule takes.** :meth:`Rule.grad` and :meth:`Rule.apply` take a
-:class:`~ottt_jax.online.Step` (``models.make_step(model)``, or ``Step(fn, mode)``), also under
-``jax.jit``, ``functools.partial`` or a decorator (:func:`ottt_jax.online.as_step`). A step of
-another mode is refused. A bare callable is accepted and runs in the rule's mode. In every case
-the step is traced with the rule's mode active (:func:`ottt_jax.mode.active`): a layer or neuron
-whose own (or its model's) mode differs is refused with its path, one without a mode inherits the
-rule's.
-
-**Input guards.** ``num_steps`` may be any integer type (Python, NumPy, concrete JAX). A sequence
-(``num_steps=None``) is time-major; when its first two axes have the same length (``B == T``)
-the layout cannot be told from the shapes, and the rule asks for ``time_axis=0`` (time-major)
-or ``time_axis=1`` (batch-major, transposed here). ``debug_checks=True`` refuses non-finite
-inputs and, with :func:`~ottt_jax.losses.instantaneous_loss`, labels outside ``[0, K)`` while the
-jitted step runs (a host callback; costs time, off by default).
+:meth:`Rule.grad`/:meth:`Rule.apply` take an :class:`~ottt_jax.online.Step` (also wrapped, or a
+bare callable, which runs in the rule's mode), refuse one of another mode, and trace it with the
+rule's mode active so a layer or neuron of another mode is refused with its path. Input guards:
+``num_steps`` of any integer type; ``time_axis=`` for a sequence with B == T;
+``debug_checks=True`` for NaN/Inf inputs and out-of-range labels at run time
+(:mod:`ottt_jax.guards`). See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -42,12 +34,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ottt_jax import mode as mode_lib
+from ottt_jax.guards import check_finite, time_major_inputs
 from ottt_jax.mode import BPTT, OTTT, SLTT, Mode
 from ottt_jax.online import (
     OnlineResult,
@@ -55,7 +46,6 @@ from ottt_jax.online import (
     Step,
     as_step,
     bptt_grad,
-    check_num_steps,
     ottt_grad,
     ottt_update,
     sltt_k_grad,
@@ -69,7 +59,6 @@ __all__ = [
     "Rule",
     "SLTTKOptions",
     "StepRule",
-    "check_finite",
     "get_rule",
     "register_rule",
     "rule_names",
@@ -185,7 +174,7 @@ class Rule:
     def _prepare(self, step, inputs, targets, num_steps, time_axis, debug_checks):
         """Return ``(step, inputs, num_steps, context)`` after the step and input guards."""
         s = self.check_step(step)
-        num_steps, inputs = _layout(inputs, targets, num_steps, time_axis)
+        num_steps, inputs = time_major_inputs(inputs, targets, num_steps, time_axis)
         if debug_checks:
             check_finite(inputs, "inputs")
         ctx = mode_lib.active(self.mode, f"rule {self.name!r}", debug=bool(debug_checks))
@@ -213,18 +202,10 @@ class GradRule(Rule):
         s, inputs, num_steps, ctx = self._prepare(
             step, inputs, targets, num_steps, kw["time_axis"], kw["debug_checks"]
         )
+        kw = {"num_steps": num_steps, "key": key, "options": self.options}
         with ctx:
             return self.grad_fn(
-                s,
-                loss_fn,
-                params,
-                state,
-                inputs,
-                targets,
-                num_steps=num_steps,
-                key=key,
-                options=self.options,
-                rule_state=rule_state,
+                s, loss_fn, params, state, inputs, targets, **kw, rule_state=rule_state
             )
 
     def grad(
@@ -256,19 +237,9 @@ class GradRule(Rule):
         Returns:
           :class:`~ottt_jax.online.OnlineResult` with the gradients summed over the T steps.
         """
-        return self._grad(
-            step,
-            loss_fn,
-            params,
-            state,
-            inputs,
-            targets,
-            num_steps=num_steps,
-            key=key,
-            rule_state=rule_state,
-            time_axis=time_axis,
-            debug_checks=debug_checks,
-        )[0]
+        kw = {"num_steps": num_steps, "key": key, "rule_state": rule_state}
+        kw.update(time_axis=time_axis, debug_checks=debug_checks)
+        return self._grad(step, loss_fn, params, state, inputs, targets, **kw)[0]
 
     def apply(
         self,
@@ -301,19 +272,9 @@ class GradRule(Rule):
           :class:`~ottt_jax.online.OnlineUpdateResult` after one update, with the new
           ``rule_state``.
         """
-        res, rule_state = self._grad(
-            step,
-            loss_fn,
-            params,
-            state,
-            inputs,
-            targets,
-            num_steps=num_steps,
-            key=key,
-            rule_state=rule_state,
-            time_axis=time_axis,
-            debug_checks=debug_checks,
-        )
+        kw = {"num_steps": num_steps, "key": key, "rule_state": rule_state}
+        kw.update(time_axis=time_axis, debug_checks=debug_checks)
+        res, rule_state = self._grad(step, loss_fn, params, state, inputs, targets, **kw)
         grads = res.grads if grad_reduce is None else grad_reduce(res.grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -376,71 +337,11 @@ class StepRule(Rule):
         s, inputs, num_steps, ctx = self._prepare(
             step, inputs, targets, num_steps, time_axis, debug_checks
         )
+        kw = {"num_steps": num_steps, "key": key, "options": self.options}
+        kw.update(rule_state=rule_state, grad_reduce=grad_reduce)
+        args = (s, loss_fn, optimizer, params, opt_state, state, inputs, targets)
         with ctx:
-            return self.update_fn(
-                s,
-                loss_fn,
-                optimizer,
-                params,
-                opt_state,
-                state,
-                inputs,
-                targets,
-                num_steps=num_steps,
-                key=key,
-                options=self.options,
-                rule_state=rule_state,
-                grad_reduce=grad_reduce,
-            )
-
-
-def _layout(inputs: PyTree, targets: PyTree, num_steps: Any, time_axis: int | None):
-    """Return ``(num_steps, inputs)`` time-major, refusing a layout the shapes cannot tell."""
-    if num_steps is not None:
-        if time_axis is not None:
-            raise ValueError("time_axis is for sequences; a static input (num_steps=T) has none")
-        return check_num_steps(num_steps), inputs
-    if time_axis not in (None, 0, 1):
-        raise ValueError(f"time_axis must be 0 (time-major) or 1 (batch-major), got {time_axis!r}")
-    leaves = jax.tree.leaves(inputs)
-    if time_axis == 1:
-        return None, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), inputs)
-    if time_axis is None and leaves and all(jnp.ndim(x) >= 2 for x in leaves):
-        if any(jnp.shape(x)[0] == jnp.shape(x)[1] for x in leaves):
-            shape = jnp.shape(leaves[0])
-            raise ValueError(
-                f"inputs of shape {shape} have as many time steps as examples (B == T = "
-                f"{shape[0]}), so the layout cannot be checked: pass time_axis=0 for time-major "
-                "[T, B, ...] or time_axis=1 for batch-major [B, T, ...] (or num_steps=T for a "
-                "static input)"
-            )
-    return None, inputs
-
-
-def check_finite(tree: PyTree, field: str) -> None:
-    """Refuse NaN/Inf in ``tree``: at once when concrete, else when the jitted code runs.
-
-    Args:
-      tree: arrays to check.
-      field: their name for the error.
-
-    Raises:
-      ValueError: (or a runtime error carrying this message, under ``jit``) naming ``field``.
-    """
-    for leaf in jax.tree.leaves(tree):
-        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-            continue
-        ok = jnp.all(jnp.isfinite(leaf))
-        if not isinstance(ok, jax.core.Tracer):
-            if not bool(ok):
-                raise ValueError(f"{field} contain NaN or Inf (debug_checks=True)")
-            continue
-        jax.debug.callback(_raise_unless, ok, f"{field} contain NaN or Inf (debug_checks=True)")
-
-
-def _raise_unless(ok: Any, message: str) -> None:
-    if not bool(ok):
-        raise ValueError(message)
+            return self.update_fn(*args, **kw)
 
 
 def _check_rule(rule: Any) -> None:
@@ -486,30 +387,12 @@ def _ottt_o(*args, num_steps, key, options, rule_state, grad_reduce):
     return res._replace(rule_state=rule_state)
 
 
-register_rule(
-    GradRule(
-        name="ottt_a",
-        mode=OTTT,
-        summary="OTTT_A: per-step gradients summed (Eq. 5)",
-        grad_fn=_stateless(ottt_grad),
-    )
-)
-register_rule(
-    StepRule(
-        name="ottt_o",
-        mode=OTTT,
-        summary="OTTT_O: an optimizer update every step",
-        update_fn=_ottt_o,
-    )
-)
-register_rule(
-    GradRule(
-        name="bptt",
-        mode=BPTT,
-        summary="BPTT: autodiff through the whole sequence",
-        grad_fn=_stateless(bptt_grad),
-    )
-)
+_OTTT_A = "OTTT_A: per-step gradients summed (Eq. 5)"
+register_rule(GradRule(name="ottt_a", mode=OTTT, summary=_OTTT_A, grad_fn=_stateless(ottt_grad)))
+_OTTT_O = "OTTT_O: an optimizer update every step"
+register_rule(StepRule(name="ottt_o", mode=OTTT, summary=_OTTT_O, update_fn=_ottt_o))
+_BPTT = "BPTT: autodiff through the whole sequence"
+register_rule(GradRule(name="bptt", mode=BPTT, summary=_BPTT, grad_fn=_stateless(bptt_grad)))
 
 
 # SLTT and SLTT-K: Meng et al., "Towards Memory- and Time-Efficient Backpropagation for Training
@@ -539,21 +422,9 @@ def _sltt_k(step, loss_fn, params, state, inputs, targets, *, num_steps, key, op
 
 # SLTT is the per-step sum of ottt_grad over a step built with mode.SLTT: the mode detaches the
 # membrane and makes a synaptic layer take ∇W = δ_l[t] s_{l−1}[t]ᵀ at its instantaneous input.
+_SLTT = "SLTT: per-step gradients at the instantaneous spikes"
+register_rule(GradRule(name="sltt", mode=SLTT, summary=_SLTT, grad_fn=_stateless(ottt_grad)))
+_SLTT_K = "SLTT-K: SLTT's gradient at K random steps of the T (rule.k), the rest forward only"
 register_rule(
-    GradRule(
-        name="sltt",
-        mode=SLTT,
-        summary="SLTT: per-step gradients at the instantaneous spikes",
-        grad_fn=_stateless(ottt_grad),
-    )
-)
-register_rule(
-    GradRule(
-        name="sltt_k",
-        mode=SLTT,
-        summary="SLTT-K: SLTT's gradient at K random steps of the T (rule.k), the rest forward "
-        "only",
-        grad_fn=_sltt_k,
-        options=SLTTKOptions(),
-    )
+    GradRule(name="sltt_k", mode=SLTT, summary=_SLTT_K, grad_fn=_sltt_k, options=SLTTKOptions())
 )
