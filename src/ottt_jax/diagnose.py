@@ -16,9 +16,8 @@ every kernel fed by spikes should read ``"trace"``: a plain ``nn.Dense`` fed by 
 ``"instantaneous"`` (wrap it with :func:`ottt_jax.layers.traced`); only a layer on the raw input
 legitimately reads ``"instantaneous"`` there.
 
-Cost: one forward step and three gradient evaluations of at most two steps, i.e. about what
-two training steps at ``T = 3`` cost, plus their compilation (it is not jitted; run it once per
-model).
+Cost: one jitted function (a warm-up step and three gradients of at most two steps): about one
+compilation of a training step plus two training steps at ``T = 3``; run it once per model.
 """
 
 from __future__ import annotations
@@ -93,30 +92,31 @@ def check_rule(
     mode = mode or (None if s is None else s.mode) or OTTT
     xw, x0, x1 = [jax.tree.map(lambda v, i=i: v[i], x) if sequence else x for i in range(3)]
     with mode_lib.active(mode, "check_rule"):
-        _, state = fn(params, state, xw)  # warm-up: spikes and traces in the state
-        state = jax.lax.stop_gradient(state)
-        out0, st1 = fn(params, state, x0)
-        leaves = jax.tree.leaves(out0)
-        keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
-        proj = [jax.random.normal(k, jnp.shape(v)) for k, v in zip(keys, leaves, strict=True)]
+        out_shape = jax.eval_shape(lambda: fn(params, state, xw)[0])
+    keys = jax.random.split(jax.random.PRNGKey(0), len(jax.tree.leaves(out_shape)))
+    proj = [jax.random.normal(k, v.shape) for k, v in zip(keys, jax.tree.leaves(out_shape))]
 
-        def score(out):
-            return sum(
-                jnp.sum(a.astype(jnp.float32) * r)
-                for a, r in zip(jax.tree.leaves(out), proj, strict=True)
-            )
+    def score(out):
+        leaves = jax.tree.leaves(out)
+        return sum(jnp.sum(a.astype(jnp.float32) * r) for a, r in zip(leaves, proj, strict=True))
 
-        def two(p):
-            _, st = fn(p, state, x0)
-            return score(fn(p, st, x1)[0])
+    @jax.jit  # one compilation (a new closure per call: nothing cached across modes)
+    def grads(p, st0):
+        _, st0 = fn(p, st0, xw)  # warm-up: spikes and traces in the state
+        st0 = jax.lax.stop_gradient(st0)
+        st1 = jax.lax.stop_gradient(fn(p, st0, x0)[1])
 
-        def one(p, st):
-            return score(fn(p, st, x1)[0])
+        def two(q):
+            return score(fn(q, fn(q, st0, x0)[1], x1)[0])
 
-        st1 = jax.lax.stop_gradient(st1)
-        g_full = jax.grad(two)(params)
-        g_one = jax.grad(one)(params, st1)
-        g_pert = jax.grad(one)(params, _perturb_traces(st1))
+        def one(q, st):
+            return score(fn(q, st, x1)[0])
+
+        g_pert = jax.grad(one)(p, _perturb_traces(st1))
+        return jax.grad(two)(p), jax.grad(one)(p, st1), g_pert
+
+    with mode_lib.active(mode, "check_rule"):
+        g_full, g_one, g_pert = grads(params, state)
     report, bad = {}, []
     flat = jax.tree_util.tree_leaves_with_path(g_one)
     for (path, g1), gf, gp in zip(
