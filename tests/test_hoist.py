@@ -200,6 +200,9 @@ def test_wrapped_steps_keep_the_mode_and_the_hoist_where_it_is_sound(wrap, hoist
     params, st, x = _setup(model)
     step, calls = _counted(make_step(model))
     wrapped = wrap(step)
+    out, _ = wrapped(params, st, x)  # still callable as a step (jax.jit needs a weakref)
+    assert out.shape == (B, K)
+    calls["fn"] = 0
     loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=T)
     got = rules.get_rule("ottt_a").grad(wrapped, loss_fn, params, st, x, LABELS, num_steps=T)
     assert (calls["prepare"], calls["fn"] == 0) == ((1, True) if hoisted else (0, False))

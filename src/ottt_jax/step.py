@@ -8,6 +8,7 @@ data, not attributes on a function, so it survives wrapping (:func:`as_step`). S
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
 from collections.abc import Callable
@@ -53,8 +54,12 @@ class Hoist(NamedTuple):
     inner: StepFn
 
 
-class Step(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Step:
     """A step function with the mode it was built for: ``step(params, state, x_t)``.
+
+    A frozen dataclass (immutable, hashable, and weak-referenceable, which ``jax.jit(step)``
+    needs; a NamedTuple is not), with ``_replace`` like a NamedTuple's.
 
     Attributes:
       fn: ``fn(params, state, x_t) -> (out_t, new_state)``.
@@ -68,6 +73,10 @@ class Step(NamedTuple):
     fn: StepFn
     mode: Mode | None
     hoist: Hoist | None = None
+
+    def _replace(self, **changes: Any) -> Step:
+        """Return the step with some fields changed."""
+        return dataclasses.replace(self, **changes)
 
     def __call__(self, params: PyTree, state: PyTree, x_t: PyTree) -> tuple[PyTree, PyTree]:
         """Run one step: ``fn(params, state, x_t)``."""
