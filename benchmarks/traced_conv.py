@@ -64,7 +64,8 @@ def _iteration(model, rule):
 
     @jax.jit
     def it(p, o):
-        res = rule.apply(step, loss, opt, p, o, model.init_state(B), x, y, num_steps=T)
+        st, key = model.init_state(B), jax.random.PRNGKey(2)  # the key: for sltt_k
+        res = rule.apply(step, loss, opt, p, o, st, x, y, num_steps=T, key=key)
         return res.params, res.opt_state
 
     return it, (params, opt.init(params))
