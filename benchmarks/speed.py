@@ -7,7 +7,6 @@ ratios come from one run on the same (noisy) machine.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import statistics
 import sys
@@ -54,12 +53,10 @@ def _two_pass(w, spikes, tr, strides=(1, 1), padding="SAME", trace_scale=1.0, *,
 
 
 def _op(kind: str):
-    """Swap the layers' spike/trace conv for a two-pass variant ('one_pass' keeps ours)."""
-    from ottt_jax import layers
-
+    """Return the model's spike/trace conv: a two-pass variant, or None ('one_pass': ours)."""
     if kind == "one_pass":
-        return contextlib.nullcontext()
-    return layers.conv_op(functools.partial(_two_pass, fast=kind == "two_pass_fast"))
+        return None
+    return functools.partial(_two_pass, fast=kind == "two_pass_fast")
 
 
 def time_variants(variants: dict[str, str], rounds: int, digits: bool = False) -> dict:
@@ -82,16 +79,18 @@ def time_variants(variants: dict[str, str], rounds: int, digits: bool = False) -
     built, out = {}, {}
     for name, spec in variants.items():
         method, _, op = spec.partition("+")
-        with _op(op or "one_pass"):
-            it = make_iteration(vgg_builder(cfg), method, t, BATCH, shape)
-            params = init_params(it.model, shape)
-            x = jax.random.uniform(jax.random.PRNGKey(0), (BATCH, *shape)) * 2 - 1
-            y = jax.numpy.arange(BATCH, dtype=jax.numpy.int32) % 10
-            f = jax.jit(lambda p, o, fn=it.fn, x=x, y=y: fn(p, o, x, y))
-            args = (params, it.optimizer.init(params))
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(*args))  # compile + one warm-up run
-            out[name] = {"compile_s": time.perf_counter() - t0, "times": []}
+        build, conv_op = vgg_builder(cfg), _op(op or "one_pass")
+        # the op is an explicit model attribute (SpikingVGG.conv_op): no process-wide swap
+        builder = lambda m, b=build, op=conv_op: b(m).clone(conv_op=op)
+        it = make_iteration(builder, method, t, BATCH, shape)
+        params = init_params(it.model, shape)
+        x = jax.random.uniform(jax.random.PRNGKey(0), (BATCH, *shape)) * 2 - 1
+        y = jax.numpy.arange(BATCH, dtype=jax.numpy.int32) % 10
+        f = jax.jit(lambda p, o, fn=it.fn, x=x, y=y: fn(p, o, x, y))
+        args = (params, it.optimizer.init(params))
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(*args))  # compile + one warm-up run
+        out[name] = {"compile_s": time.perf_counter() - t0, "times": []}
         built[name] = (f, args)
     for _ in range(rounds):
         for name, (f, args) in built.items():

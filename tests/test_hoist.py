@@ -71,7 +71,7 @@ def test_make_step_hoists_only_for_models_that_declare_it():
     class Plain(SpikingVGG):
         hoists_standardization = False
 
-    assert not hasattr(make_step(Plain(cfg=(8,), num_classes=K)), "hoist")
+    assert make_step(Plain(cfg=(8,), num_classes=K)).hoist is None
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_forward_uses_the_hoist():
         prepared.append(True)
         return split_standardized(p)
 
-    step.hoist = online.Hoist(prepare=prepare, inner=step.hoist.inner)
+    step = step._replace(hoist=online.Hoist(prepare=prepare, inner=step.hoist.inner))
     a, _ = online.forward(step, params, st, x, num_steps=T)
     assert prepared == [True]  # the hoist ran, once for the sequence
     b, _ = online.forward(_plain(step), params, st, x, num_steps=T)
@@ -142,9 +142,8 @@ def test_forward_uses_the_hoist():
 def test_bad_hoist_and_bad_standardized_kernel_are_clear_errors():
     model = _vgg(OTTT)
     params, st, x = _setup(model)
-    step = _plain(make_step(model))
-    step.hoist = (split_standardized, None)
-    with pytest.raises(ValueError, match=r"step.hoist must be an ottt_jax.online.Hoist"):
+    step = online.Step(_plain(make_step(model)), OTTT, (split_standardized, None))
+    with pytest.raises(ValueError, match=r"Step.hoist must be an ottt_jax.online.Hoist"):
         online.ottt_grad(step, lambda o, y: jnp.sum(o), params, st, x, LABELS, num_steps=T)
     conv = Conv(4)
     v = conv.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))
@@ -154,3 +153,61 @@ def test_bad_hoist_and_bad_standardized_kernel_are_clear_errors():
     }
     with pytest.raises(ValueError, match=r"standardized kernel has shape \(3, 3, 2, 4\)"):
         conv.apply(bad, jnp.zeros((1, 4, 4, 3)))
+
+
+def _counted(step):
+    """``step`` with a hoist that records each time it runs, and a fn that records its calls."""
+    calls = {"prepare": 0, "fn": 0}
+
+    def prepare(p):
+        calls["prepare"] += 1
+        return split_standardized(p)
+
+    def fn(p, st, x):
+        calls["fn"] += 1
+        return step.fn(p, st, x)
+
+    return online.Step(fn, step.mode, online.Hoist(prepare, step.hoist.inner)), calls
+
+
+def _logged(f):
+    """A user's decorator (functools.wraps): it may change what the step computes."""
+
+    @functools.wraps(f)
+    def run(p, st, x):
+        return f(p, st, x)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "wrap, hoisted",
+    [
+        (lambda s: s, True),
+        (jax.jit, True),  # the same function: the Step itself runs, with its hoist
+        (lambda s: s.map(_logged), True),  # Step.map transforms fn and hoist.inner alike
+        (functools.partial, False),  # a wrapper may change the function: fn runs, no hoist
+        (_logged, False),
+    ],
+    ids=["step", "jit", "map", "partial", "decorator"],
+)
+def test_wrapped_steps_keep_the_mode_and_the_hoist_where_it_is_sound(wrap, hoisted):
+    """Catches: jit/partial/decorators dropping the mode (a BPTT rule would then accept this
+    OTTT step), the hoist dropped under jit, or a hoist applied beneath a wrapper."""
+    from ottt_jax import rules
+
+    model = _vgg(OTTT)
+    params, st, x = _setup(model)
+    step, calls = _counted(make_step(model))
+    wrapped = wrap(step)
+    out, _ = wrapped(params, st, x)  # still callable as a step (jax.jit needs a weakref)
+    assert out.shape == (B, K)
+    calls["fn"] = 0
+    loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=T)
+    got = rules.get_rule("ottt_a").grad(wrapped, loss_fn, params, st, x, LABELS, num_steps=T)
+    assert (calls["prepare"], calls["fn"] == 0) == ((1, True) if hoisted else (0, False))
+    want = online.ottt_grad(_plain(step), loss_fn, params, st, x, LABELS, num_steps=T)
+    for g, w in zip(jax.tree.leaves(got.grads), jax.tree.leaves(want.grads), strict=True):
+        np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6 * float(jnp.max(jnp.abs(w))))
+    with pytest.raises(ValueError, match=r"needs a model built with mode=.*has mode="):
+        rules.get_rule("bptt").grad(wrapped, loss_fn, params, st, x, LABELS, num_steps=T)

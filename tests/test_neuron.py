@@ -53,7 +53,7 @@ def test_fires_exactly_at_threshold_and_defaults_are_the_papers():
         0.5,
         1.0,
         Sigmoid(4.0),
-        OTTT,
+        None,  # inherit the rule's mode (OTTT outside a rule)
         True,
     )
     s, st = n(n.init_state((1,)), jnp.array([1.0]))

@@ -12,9 +12,11 @@ import pytest
 
 from ottt_jax import layers
 from ottt_jax.losses import instantaneous_loss
-from ottt_jax.mode import BPTT, OTTT, Mode
+from ottt_jax.mode import BPTT, OTTT
+from ottt_jax.models import make_step
 from ottt_jax.neuron import LIF
 from ottt_jax.online import (
+    Step,
     bptt_grad,
     forward,
     ottt_grad,
@@ -262,37 +264,41 @@ def test_recurrent_connection_with_previous_spikes_in_the_state():
 
 
 class TinyConvSNN(nn.Module):
-    """conv → LIF → (trace rule) conv → LIF → pool → (trace rule) linear, one step per call."""
+    """conv → LIF → (trace rule) conv → LIF → pool → (trace rule) linear, one step per call.
 
-    mode: Mode = OTTT
+    The README model, with no mode: its layers and neurons take the rule's at trace time.
+    """
 
     @nn.compact
     def __call__(self, state, x):
-        lif = LIF(mode=self.mode)
+        lif = LIF()
         s1, n1 = lif(state["n1"], layers.Conv(8)(x))
-        s2, n2 = lif(state["n2"], layers.Conv(16, mode=self.mode)(s1, n1.trace))
+        s2, n2 = lif(state["n2"], layers.Conv(16)(s1, n1.trace))
         pool = lambda z: layers.SPIKE_SCALE * z.mean((1, 2))
-        out = layers.Linear(10, mode=self.mode)(pool(s2), pool(n2.trace))
+        out = layers.Linear(10)(pool(s2), pool(n2.trace))
         return out, {"n1": n1, "n2": n2}
 
     def init_state(self, batch, hw=16):
-        lif = LIF(mode=self.mode)
-        return {"n1": lif.init_state((batch, hw, hw, 8)), "n2": lif.init_state((batch, hw, hw, 16))}
+        return {
+            "n1": LIF().init_state((batch, hw, hw, 8)),
+            "n2": LIF().init_state((batch, hw, hw, 16)),
+        }
 
 
 def _tiny_setup(batch=8, mode=OTTT):
-    model = TinyConvSNN(mode=mode)
+    model = TinyConvSNN()
     y = jnp.arange(batch) % 2  # two classes told apart by the brightness of one channel
     x = jax.random.uniform(jax.random.PRNGKey(0), (batch, 16, 16, 3))
     x = x.at[..., 0].add(1.5 * y[:, None, None])
     params = model.init(jax.random.PRNGKey(1), model.init_state(batch), x)["params"]
-    step = lambda p, st, x_t: model.apply({"params": p}, st, x_t)
+    step = Step(make_step(model).fn, mode)  # the README's make_step, in the mode asked for
     return model, step, params, x, y
 
 
 def test_user_flax_model_trains_with_ottt_a():
     rule = get_rule("ottt_a")
-    model, step, params, x, y = _tiny_setup(mode=rule.mode)
+    model, _, params, x, y = _tiny_setup(mode=rule.mode)
+    step = make_step(model)  # as in the README: no mode, the rule's at trace time
     opt = optax.sgd(0.5, momentum=0.9)
     loss_fn = functools.partial(instantaneous_loss, beta=0.05, num_steps=4)
 

@@ -1,13 +1,6 @@
 """The README's custom-model example, run verbatim: ``ottt_jax.train(model=..., data=...)``."""
 
-import inspect
 import pathlib
-
-import flax.linen as nn
-import pytest
-
-from ottt_jax import models
-from ottt_jax.training import steps
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -17,40 +10,7 @@ def _custom_model_block() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-class _Plain(nn.Module):
-    @nn.compact
-    def __call__(self, state, x):
-        return x, state
-
-
-def _accepts_plain_models() -> bool:
-    try:
-        models.make_step(_Plain())({}, None, 0.0)
-    except TypeError:
-        return False
-    return True
-
-
-@pytest.fixture
-def plain_model_steps(monkeypatch):
-    """Until issue 15's make_step lands (it passes return_stats only to models taking it)."""
-    if _accepts_plain_models():
-        return
-    original = models.make_step
-
-    def make_step(model, return_stats=False):
-        if "return_stats" in inspect.signature(type(model).__call__).parameters:
-            return original(model, return_stats)
-        step = lambda p, st, x: model.apply({"params": p}, st, x)
-        step.mode = getattr(model, "mode", None)
-        return step
-
-    monkeypatch.setattr(steps, "make_step", make_step)
-
-
-def test_readme_custom_model_trains_through_one_train_call(
-    tmp_path, monkeypatch, capsys, plain_model_steps
-):
+def test_readme_custom_model_trains_through_one_train_call(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(_custom_model_block(), "README.md", "exec"), scope)

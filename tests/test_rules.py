@@ -56,7 +56,11 @@ def test_registry_lists_the_builtin_rules_and_names_them_on_error():
     with pytest.raises(ValueError, match="already registered"):
         rules.register_rule(rules.get_rule("bptt"))
     with pytest.raises(ValueError, match=r"Rule\.mode"):
-        rules.Rule("x", "trace", False, "", ottt_grad)
+        rules.GradRule(name="x", mode="trace", grad_fn=ottt_grad)
+    with pytest.raises(TypeError, match="GradRule"):
+        rules.Rule(name="x", mode=OTTT)
+    with pytest.raises(TypeError):
+        rules.GradRule("x", OTTT, "", ottt_grad)  # keyword-only fields
     with pytest.raises(ValueError, match="no batch gradient"):
         step, st = _net(OTTT)
         rules.get_rule("ottt_o").grad(step, LOSS, _params(), st, X, Y, num_steps=T)
@@ -83,17 +87,23 @@ def test_builtin_entries_run_their_online_transform():
 
 @dataclasses.dataclass(frozen=True)
 class ScaleOptions:
-    scale: float = 1.0
+    scale: float = dataclasses.field(default=1.0, metadata={"doc": "gradient scale"})
 
 
-def _scaled_ottt_a(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
+def _scaled_ottt_a(
+    step, loss_fn, params, state, inputs, targets, *, num_steps, key, options, rule_state
+):
     res = ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
-    return res._replace(grads=jax.tree.map(lambda g: options.scale * g, res.grads))
+    return res._replace(grads=jax.tree.map(lambda g: options.scale * g, res.grads)), rule_state
 
 
 def test_user_rule_with_options_is_one_entry_and_trains_one_step():
-    rule = rules.Rule(
-        "scaled_ottt_a", OTTT, False, "OTTT_A × scale", _scaled_ottt_a, ScaleOptions()
+    rule = rules.GradRule(
+        name="scaled_ottt_a",
+        mode=OTTT,
+        summary="OTTT_A × scale",
+        grad_fn=_scaled_ottt_a,
+        options=ScaleOptions(),
     )
     rules.register_rule(rule, overwrite=True)
     got = rules.get_rule("scaled_ottt_a").with_options(scale=0.25)
@@ -143,9 +153,11 @@ class GainOptions:
             raise ValueError(f"gain must be >= 0, got {self.gain}")
 
 
-def _gained_ottt_a(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
+def _gained_ottt_a(
+    step, loss_fn, params, state, inputs, targets, *, num_steps, key, options, rule_state
+):
     res = ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
-    return res._replace(grads=jax.tree.map(lambda g: options.gain * g, res.grads))
+    return res._replace(grads=jax.tree.map(lambda g: options.gain * g, res.grads)), rule_state
 
 
 def test_a_rule_option_is_set_by_ottt_train_and_train_and_reaches_the_update(tmp_path):
@@ -155,7 +167,13 @@ def test_a_rule_option_is_set_by_ottt_train_and_train_and_reaches_the_update(tmp
     from ottt_jax.training import cli
     from ottt_jax.training.build import build_rule
 
-    rule = rules.Rule("gain_ottt_a", OTTT, False, "OTTT_A × gain", _gained_ottt_a, GainOptions())
+    rule = rules.GradRule(
+        name="gain_ottt_a",
+        mode=OTTT,
+        summary="OTTT_A × gain",
+        grad_fn=_gained_ottt_a,
+        options=GainOptions(),
+    )
     rules.register_rule(rule, overwrite=True)
     small = ["method=gain_ottt_a", "model.vgg_cfg=[8]", "num_steps=2", "progress=false"]
     cfg = config.get_config("digits", [*small, "rule.gain=0", "max_train_steps=1"])

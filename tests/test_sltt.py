@@ -23,7 +23,7 @@ from ottt_jax.mode import BPTT, OTTT, SLTT, Mode
 from ottt_jax.models import make_step
 from ottt_jax.models import registry as model_registry
 from ottt_jax.neuron import LIF, LIFState
-from ottt_jax.online import bptt_grad, sample_time_steps, sltt_k_grad, step_loss
+from ottt_jax.online import Step, bptt_grad, sample_time_steps, sltt_k_grad, step_loss
 from ottt_jax.surrogate import Sigmoid
 from ottt_jax.trace import update_trace
 from ottt_jax.training.build import build_rule
@@ -267,8 +267,7 @@ def test_spiking_readout_sltt_is_bptt_with_the_membrane_temporal_path_cut():
             s, n = lif(st, s_t @ w + 0.2)
             return c * s, n
 
-        step.mode = mode
-        return step, lif.init_state((B, K))
+        return Step(step, mode), lif.init_state((B, K))
 
     step_s, st_s = make(SLTT)
     res = rules.get_rule("sltt").grad(step_s, loss_fn, w, st_s, s_in, Y)

@@ -138,11 +138,15 @@ def test_eval_padding_does_not_count():
 def test_rule_receives_the_step_key():
     """Catches: the rule's key not passed, not folded with the step, or the dropout key reused."""
 
-    def keyed(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
+    def keyed(
+        step, loss_fn, params, state, inputs, targets, *, num_steps, key, options, rule_state
+    ):
         r = ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
-        return r._replace(loss=jax.random.uniform(key))  # the key, made visible
+        return r._replace(loss=jax.random.uniform(key)), rule_state  # the key, made visible
 
-    rule = rules.Rule("keyed", mode.OTTT, False, "test rule: loss = U(key)", keyed)
+    rule = rules.GradRule(
+        name="keyed", mode=mode.OTTT, summary="test rule: loss = U(key)", grad_fn=keyed
+    )
     cfg = _digits("optim.lr=0")
     s = _one_device(cfg)._replace(rule=rule)
     tx, _ = training.make_optimizer(cfg, 44)
@@ -158,3 +162,35 @@ def test_rule_receives_the_step_key():
         assert got[-1] == float(jax.random.uniform(rule_key))
         assert got[-1] != float(jax.random.uniform(dropout_key))
     assert got[0] != got[1]
+
+
+def test_rule_state_is_initialised_from_the_rule_and_carried_across_batches():
+    """Catches: rule_state not initialised from rule.init_rule_state, not passed to the rule, or
+    the rule's new state dropped (it would stay at its initial value)."""
+
+    def counting(
+        step, loss_fn, params, state, inputs, targets, *, num_steps, key, options, rule_state
+    ):
+        r = ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
+        new = {"batches": rule_state["batches"] + 1, "loss_sum": rule_state["loss_sum"] + r.loss}
+        return r, new
+
+    rule = rules.GradRule(
+        name="counting",
+        mode=mode.OTTT,
+        grad_fn=counting,
+        init_state=lambda p: {"batches": jnp.int32(7), "loss_sum": jnp.float32(0)},
+    )
+    cfg = _digits("optim.lr=0")
+    s = _one_device(cfg)._replace(rule=rule)
+    tx, _ = training.make_optimizer(cfg, 44)
+    ts = training.init_train_state(s, tx)
+    assert int(ts.rule_state["batches"]) == 7
+    step = training.make_train_step(s, tx)
+    x, y = _first_batch(cfg, 8)
+    losses = []
+    for _ in range(3):
+        ts, m = step(ts, jnp.asarray(x), jnp.asarray(y))
+        losses.append(float(m["loss"]))
+    assert int(ts.rule_state["batches"]) == 10
+    assert float(ts.rule_state["loss_sum"]) == pytest.approx(sum(losses), rel=1e-6)

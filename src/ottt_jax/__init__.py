@@ -15,6 +15,8 @@ when it is called, so ``import ottt_jax`` stays light.
 """
 
 from ottt_jax.api import train
+from ottt_jax.diagnose import check_rule
+from ottt_jax.layers import Traced, traced
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.mode import BPTT, OTTT, SLTT, Mode
 from ottt_jax.models import make_step
@@ -30,7 +32,17 @@ from ottt_jax.online import (
     sltt_k_grad,
     three_factor_grad,
 )
-from ottt_jax.rules import Rule, get_rule, register_rule, rule_names
+from ottt_jax.rules import (
+    GradRule,
+    Rule,
+    SLTTKOptions,
+    StepRule,
+    get_rule,
+    register_rule,
+    rule_names,
+    unregister_rule,
+)
+from ottt_jax.step import Step, as_step
 from ottt_jax.surrogate import Atan, Clamp, Rectangular, Sigmoid, get_surrogate
 from ottt_jax.surrogate import custom as custom_surrogate
 from ottt_jax.trace import conv_spike_trace, dense_spike_trace, spike_trace, update_trace
@@ -44,6 +56,7 @@ __all__ = [
     "SLTT",
     "Atan",
     "Clamp",
+    "GradRule",
     "Hoist",
     "LIFState",
     "Mode",
@@ -52,8 +65,14 @@ __all__ = [
     "OnlineUpdateResult",
     "Rectangular",
     "Rule",
+    "SLTTKOptions",
     "Sigmoid",
+    "Step",
+    "StepRule",
+    "Traced",
+    "as_step",
     "bptt_grad",
+    "check_rule",
     "conv_spike_trace",
     "custom_surrogate",
     "dense_spike_trace",
@@ -69,6 +88,8 @@ __all__ = [
     "sltt_k_grad",
     "spike_trace",
     "three_factor_grad",
+    "traced",
     "train",
+    "unregister_rule",
     "update_trace",
 ]

@@ -6,6 +6,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ottt_jax.guards import raise_unless
+from ottt_jax.mode import debug_checks
+from ottt_jax.online import check_num_steps
+
 Array = jax.Array
 
 __all__ = ["check_beta", "instantaneous_loss"]
@@ -26,7 +30,7 @@ def check_beta(beta: float) -> float:
 
 
 def instantaneous_loss(
-    logits: Array, labels: Array, *, beta: float = 0.05, num_steps: int = 1
+    logits: Array, labels: Array, *, num_steps: int, beta: float = 0.05
 ) -> Array:
     """Return the per-step loss ``L[t] = ((1−β)·CE(out_t, y) + β·MSE(out_t, onehot(y))) / T``.
 
@@ -34,11 +38,14 @@ def instantaneous_loss(
       logits: ``out_t``, ``[B, K]`` (computed in float32 whatever the input dtype).
       labels: integer class labels ``[B]`` in ``[0, K)``.
       beta: the MSE weight β in [0, 1] (``loss_lambda`` of the authors' code).
-      num_steps: ``T``, the number of time steps the loss is summed over.
+      num_steps: ``T``, the number of time steps the loss is summed over (required: a
+        forgotten ``T`` would scale the loss and its gradients by ``T``).
 
     Returns:
       A scalar: CE averaged over the batch, MSE averaged over batch and classes, divided by ``T``.
-      Summed over ``t`` this is the paper's total loss.
+      Summed over ``t`` this is the paper's total loss. Labels outside ``[0, K)`` are refused
+      at once when concrete; traced (under ``jit``) they make the loss NaN, and a rule run with
+      ``debug_checks=True`` refuses them while the step runs.
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
@@ -51,10 +58,18 @@ def instantaneous_loss(
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
     check_beta(beta)
-    if int(num_steps) < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps!r}")
+    num_steps = check_num_steps(num_steps)
+    k = logits.shape[-1]
+    valid = jnp.all((labels >= 0) & (labels < k))
+    msg = f"labels must lie in [0, num_classes) = [0, {k})"
+    if not isinstance(valid, jax.core.Tracer):
+        if not bool(valid):
+            raise ValueError(f"{msg}; got values in [{int(labels.min())}, {int(labels.max())}]")
+    elif debug_checks():
+        jax.debug.callback(raise_unless, valid, f"{msg} (debug_checks=True)")
     logits = logits.astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     mse = jnp.mean((logits - onehot) ** 2)
-    return ((1.0 - beta) * ce + beta * mse) / num_steps
+    loss = ((1.0 - beta) * ce + beta * mse) / num_steps
+    return jnp.where(valid, loss, jnp.nan)  # an out-of-range label never trains silently

@@ -5,7 +5,10 @@ Conventions used across ottt_jax:
 * **Time axis leading.** Inside ``lax.scan`` every sequence is time-major, ``[T, B, ...]``; a
   neuron step sees one slice ``[B, ...]``. :func:`ottt_jax.online.check_time_major` asserts it.
 * **Per-sequence reset.** :meth:`LIF.init_state` gives zeros; call it once per sample sequence.
-* **The mode.** A neuron is built with a :class:`~ottt_jax.mode.Mode`. With a detached temporal
+* **The mode.** A neuron is built with a :class:`~ottt_jax.mode.Mode`, or with ``mode=None``
+  (the default): it then runs in the mode of the rule tracing the step
+  (:func:`ottt_jax.mode.resolve_mode`; OTTT outside a rule), and an explicit mode that differs
+  from the rule's is a ValueError. With a detached temporal
   path (``mode.OTTT``, ``mode.SLTT``) the membrane entering a step is detached, so no gradient
   flows to earlier steps (Sec. 4.1); with ``mode.BPTT`` it keeps its temporal gradient. The reset
   is detached in both unless ``detach_reset=False``. The state carries a trace iff
@@ -24,7 +27,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 
-from ottt_jax.mode import OTTT, Mode
+from ottt_jax.mode import Mode, resolve_mode
 from ottt_jax.surrogate import Surrogate, get_surrogate, heaviside
 from ottt_jax.trace import update_trace
 
@@ -161,14 +164,15 @@ class LIF:
       surrogate: a :class:`~ottt_jax.surrogate.Surrogate` or its name.
       mode: the :class:`~ottt_jax.mode.Mode`; ``mode.detach_membrane`` detaches the incoming
         membrane (OTTT, SLTT), ``mode.BPTT`` gives the BPTT baseline; the state has a trace iff
-        ``mode.keeps_trace``.
+        ``mode.keeps_trace``. None (default): the rule's mode at trace time (OTTT outside a
+        rule); the state then always carries a trace.
       detach_reset: detach the reset path ``V_th·s`` (the paper's choice, also for BPTT).
     """
 
     decay: float = 0.5
     v_th: float = 1.0
     surrogate: Surrogate | str = "sigmoid"
-    mode: Mode = OTTT
+    mode: Mode | None = None
     detach_reset: bool = True
 
     def __post_init__(self):
@@ -178,8 +182,8 @@ class LIF:
         vt = self.v_th
         if not isinstance(vt, (int, float)) or isinstance(vt, bool) or not (0 < vt < math.inf):
             raise ValueError(f"LIF v_th must be a finite number > 0, got {vt!r}")
-        if not isinstance(self.mode, Mode):
-            raise ValueError(f"LIF mode must be an ottt_jax.mode.Mode, got {self.mode!r}")
+        if self.mode is not None and not isinstance(self.mode, Mode):
+            raise ValueError(f"LIF mode must be an ottt_jax.mode.Mode or None, got {self.mode!r}")
         object.__setattr__(self, "surrogate", get_surrogate(self.surrogate))
 
     def with_mode(self, mode: Mode) -> LIF:
@@ -199,10 +203,12 @@ class LIF:
           dtype: dtype of the membrane and trace.
 
         Returns:
-          ``LIFState(v, trace)`` of zeros; ``trace`` is None unless ``mode.keeps_trace``.
+          ``LIFState(v, trace)`` of zeros; ``trace`` is None when ``mode`` is given and keeps
+          none (SLTT).
         """
         z = jnp.zeros(shape, dtype)
-        return LIFState(v=z, trace=z if self.mode.keeps_trace else None)
+        keep = self.mode is None or self.mode.keeps_trace
+        return LIFState(v=z, trace=z if keep else None)
 
     def __call__(self, state: LIFState, x: Array) -> tuple[Array, LIFState]:
         """Advance one time step.
@@ -221,7 +227,8 @@ class LIF:
             raise ValueError(
                 f"LIF input x has shape {jnp.shape(x)} but the state expects {state.v.shape}"
             )
-        detached = self.mode.detach_membrane
+        mode = resolve_mode(self.mode, f"LIF(decay={self.decay}, v_th={self.v_th})")
+        detached = mode.detach_membrane
         v_prev = jax.lax.stop_gradient(state.v) if detached else state.v
         v = self.decay * v_prev.astype(x.dtype) + x
         if detached:  # residuals: the carried v_next and 1-byte spikes (see _fire)
@@ -231,9 +238,9 @@ class LIF:
             s_reset = jax.lax.stop_gradient(s) if self.detach_reset else s
             v_next = v - self.v_th * s_reset
         v_next = v_next.astype(state.v.dtype)
-        if not self.mode.keeps_trace:
-            return s, LIFState(v=v_next, trace=None)
         if state.trace is None:
-            raise ValueError(f"LIF in mode {self.mode} needs a state with a trace (init_state)")
+            if mode.keeps_trace:
+                raise ValueError(f"LIF in mode {mode} needs a state with a trace (init_state)")
+            return s, LIFState(v=v_next, trace=None)
         trace = update_trace(state.trace.astype(x.dtype), s, self.decay)
         return s, LIFState(v=v_next, trace=trace.astype(state.trace.dtype))

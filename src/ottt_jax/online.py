@@ -23,11 +23,20 @@ For OTTT, build the step function with ``mode=ottt_jax.mode.OTTT`` (detached mem
 spike/trace ops, so no gradient crosses time steps). For the BPTT baseline build it with
 ``mode.BPTT``. :mod:`ottt_jax.rules` names these pairings (rule + mode) and checks them.
 
-A step may carry a loop-invariant parameter transform as its ``hoist`` attribute (a
-:class:`Hoist`; ``models.make_step`` sets one for the package's models: the sWS of every
-kernel). The rules whose parameters are fixed over the sequence (everything but
-:func:`ottt_update`) then evaluate the transform once, take every step's gradient w.r.t. its
-output, and pull the sum back through its VJP once after the scan.
+**The step contract.** The rules take a :class:`Step`, ``Step(fn, mode, hoist=None)``: the
+function, the :class:`~ottt_jax.mode.Mode` it was built for, and an optional loop-invariant
+parameter transform (a :class:`Hoist`; ``models.make_step`` sets one for the package's models:
+the sWS of every kernel). It is data, not attributes on a function, so wrapping survives:
+:func:`as_step` finds the Step under ``jax.jit`` (same function: mode and hoist kept) and under
+``functools.partial``, ``jax.vmap`` or a ``functools.wraps`` decorator (mode kept; the hoist is
+dropped because the wrapper may change what the function computes: use :meth:`Step.map` to
+apply a transform to the function *and* the hoist's inner step). The rules whose parameters are
+fixed over the sequence (everything but :func:`ottt_update`) evaluate the hoist once, take every
+step's gradient w.r.t. its output, and pull the sum back through its VJP once after the scan.
+
+The functions here also accept a bare callable (no mode known: layers inside run in their own
+mode, else OTTT). Given a :class:`Step`, they trace it with its mode active
+(:func:`ottt_jax.mode.active`), so every layer and neuron inside inherits it or is refused.
 """
 
 from __future__ import annotations
@@ -40,6 +49,16 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from ottt_jax.step import (
+    Hoist,
+    Step,
+    as_step,
+    check_num_steps,
+    hoisted,
+    step_parts,
+    with_step_mode,
+)
+
 Array = jax.Array
 PyTree = Any
 StepFn = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, PyTree]]
@@ -49,8 +68,11 @@ __all__ = [
     "Hoist",
     "OnlineResult",
     "OnlineUpdateResult",
+    "Step",
+    "as_step",
     "bptt_grad",
     "check_k",
+    "check_num_steps",
     "check_time_major",
     "forward",
     "hoisted",
@@ -88,6 +110,7 @@ class OnlineUpdateResult(NamedTuple):
       opt_state: optimizer state after T updates.
       outputs: per-step outputs, ``[T, ...]`` per leaf.
       state: the model state after the last step.
+      rule_state: the rule's state after the batch (None for a stateless rule).
     """
 
     loss: Array
@@ -95,51 +118,7 @@ class OnlineUpdateResult(NamedTuple):
     opt_state: PyTree
     outputs: PyTree
     state: PyTree
-
-
-class Hoist(NamedTuple):
-    """A step's loop-invariant parameter transform: ``step(p, st, x) == inner(prepare(p), st, x)``.
-
-    Set it as ``step.hoist``. With the parameters fixed over a sequence, ``prepare`` is the same
-    at every step; a rule that hoists it computes ``q = prepare(params)`` once, runs ``inner``
-    with ``q``, sums the per-step gradients ``Σ_t ∂L[t]/∂q`` and returns
-    ``vjp_prepare(Σ_t ∂L[t]/∂q) = Σ_t ∂L[t]/∂params`` (the VJP is linear; only the float
-    summation order differs). The time loop then keeps neither ``prepare``'s residuals nor a
-    gradient accumulator the size of ``params`` besides the one of ``q``.
-
-    Attributes:
-      prepare: ``prepare(params) -> q``, differentiable.
-      inner: ``inner(q, state, x_t) -> (out_t, state)``.
-    """
-
-    prepare: Callable[[PyTree], PyTree]
-    inner: StepFn
-
-
-def hoisted(step: StepFn, params: PyTree) -> tuple[StepFn, PyTree, Callable[[PyTree], PyTree]]:
-    """Return ``(inner_step, q, pullback)``: the step over hoisted parameters.
-
-    Args:
-      step: a step function, with or without a ``hoist`` attribute (a :class:`Hoist`).
-      params: its parameters.
-
-    Returns:
-      ``inner_step(q, state, x_t)``, the parameters ``q`` it runs with, and ``pullback(g_q) ->
-      g_params``. Without a ``hoist``: ``(step, params, identity)``.
-    """
-    hoist = _hoist_of(step)
-    if hoist is None:
-        return step, params, lambda g: g
-    q, vjp = jax.vjp(hoist.prepare, params)
-    return hoist.inner, q, lambda g: vjp(g)[0]
-
-
-def _hoist_of(step: StepFn) -> Hoist | None:
-    """Return ``step.hoist`` (None when the step has none); anything but a Hoist is an error."""
-    hoist = getattr(step, "hoist", None)
-    if hoist is not None and not isinstance(hoist, Hoist):
-        raise ValueError(f"step.hoist must be an ottt_jax.online.Hoist, got {type(hoist).__name__}")
-    return hoist
+    rule_state: PyTree = None
 
 
 def check_time_major(inputs: PyTree, num_steps: int | None, targets: PyTree = None) -> int:
@@ -176,9 +155,7 @@ def check_time_major(inputs: PyTree, num_steps: int | None, targets: PyTree = No
         t = lead.pop()
         batch = {s[1] for s in shapes}
     else:
-        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-        t = num_steps
+        t = check_num_steps(num_steps)
         batch = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
     if t < 1:
         raise ValueError(f"inputs have an empty time axis (T = {t}); expected T >= 1")
@@ -219,6 +196,7 @@ def step_loss(step: StepFn, loss_fn: LossFn, targets: PyTree):
     return f
 
 
+@with_step_mode
 def forward(
     step: StepFn,
     params: PyTree,
@@ -241,7 +219,7 @@ def forward(
     """
     t = check_time_major(inputs, num_steps)
     xs, get = _scan_inputs(inputs, num_steps)
-    hoist = _hoist_of(step)
+    step, hoist, _ = step_parts(step)
     if hoist is not None:  # no gradient here: prepare once, without its VJP
         step, params = hoist.inner, hoist.prepare(params)
 
@@ -253,6 +231,7 @@ def forward(
     return outs, state
 
 
+@with_step_mode
 def ottt_grad(
     step: StepFn,
     loss_fn: LossFn,
@@ -296,6 +275,7 @@ def ottt_grad(
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)
 
 
+@with_step_mode
 def ottt_update(
     step: StepFn,
     loss_fn: LossFn,
@@ -324,7 +304,8 @@ def ottt_update(
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = _scan_inputs(inputs, num_steps)
-    vg = jax.value_and_grad(step_loss(step, loss_fn, targets), has_aux=True)
+    fn, _, _ = step_parts(step)  # the parameters change every step: no hoist
+    vg = jax.value_and_grad(step_loss(fn, loss_fn, targets), has_aux=True)
 
     def body(carry, x_t):
         p, o, st, loss_sum = carry
@@ -342,6 +323,7 @@ def ottt_update(
     )
 
 
+@with_step_mode
 def bptt_grad(
     step: StepFn,
     loss_fn: LossFn,
@@ -461,6 +443,7 @@ def sample_time_steps(key: Array, num_steps: int, k: int) -> Array:
     return jnp.zeros((num_steps,), jnp.bool_).at[chosen].set(True)
 
 
+@with_step_mode
 def sltt_k_grad(
     step: StepFn,
     loss_fn: LossFn,

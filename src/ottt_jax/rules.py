@@ -1,31 +1,31 @@
 """The gradient-rule registry: each training rule (OTTT_A, OTTT_O, BPTT, ...) is one entry.
 
-A :class:`Rule` declares the :class:`~ottt_jax.mode.Mode` the network must be built with, whether
-it updates the parameters once per sequence or after every step, and the function that runs one
-batch. The trainer, the benchmarks and analysis pick rules only through :func:`get_rule`.
+A :class:`Rule` declares the :class:`~ottt_jax.mode.Mode` the network must be built with, its
+options (a frozen dataclass instance, each field with a default and ``metadata={"doc": ...}``;
+the config's ``rule.*`` keys are derived from it) and, optionally, a state it carries across
+batches. There are two kinds, with keyword-only fields:
 
-Adding a rule is one :func:`register_rule` call (``tests/test_rules.py`` adds one)::
+* :class:`GradRule` — one optimizer update per batch. ``grad_fn(step, loss_fn, params, state,
+  inputs, targets, *, num_steps, key, options, rule_state) -> (OnlineResult, new_rule_state)``.
+* :class:`StepRule` — an optimizer update after every time step (OTTT_O). ``update_fn(step,
+  loss_fn, optimizer, params, opt_state, state, inputs, targets, *, num_steps, key, options,
+  rule_state, grad_reduce) -> OnlineUpdateResult``.
 
-    @dataclasses.dataclass(frozen=True)
-    class KOptions:
-        k: int = 1  # a rule option (e.g. SLTT-K's number of steps taking gradients)
+``step`` is an :class:`ottt_jax.online.Step`; ``key`` a PRNG key for stochastic rules;
+``options`` the rule's options (None when it has none); ``rule_state`` the state from
+``rule.init_rule_state(params)`` (None for a stateless rule). Adding a rule is one
+:func:`register_rule` call (``tests/test_rules.py`` adds some)::
 
-    def my_grad(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
-        ...  # -> OnlineResult
-
-    register_rule(Rule("my_rule", mode.SLTT, False, "one line", my_grad, options=KOptions()))
+    register_rule(GradRule(name="my_rule", mode=mode.SLTT, summary="one line",
+                           grad_fn=my_grad, options=MyOptions()))
     get_rule("my_rule").with_options(k=2).grad(step, ...)
 
-The batch function's signature depends on ``per_step_update``:
-
-* ``False`` (a *grad rule*): ``fn(step, loss_fn, params, state, inputs, targets, *, num_steps,
-  key, options) -> OnlineResult`` (the gradient summed over the sequence);
-  :meth:`Rule.apply` adds one optimizer update.
-* ``True`` (a *per-step rule*): ``fn(step, loss_fn, optimizer, params, opt_state, state, inputs,
-  targets, *, num_steps, key, options, grad_reduce) -> OnlineUpdateResult`` (T updates).
-
-``key`` is a PRNG key for stochastic rules (None for the built-in ones) and ``options`` the
-rule's frozen options dataclass (None when it has none).
+:meth:`Rule.grad`/:meth:`Rule.apply` take an :class:`~ottt_jax.online.Step` (also wrapped, or a
+bare callable, which runs in the rule's mode), refuse one of another mode, and trace it with the
+rule's mode active so a layer or neuron of another mode is refused with its path. Input guards:
+``num_steps`` of any integer type; ``time_axis=`` for a sequence with B == T;
+``debug_checks=True`` for NaN/Inf inputs and out-of-range labels at run time
+(:mod:`ottt_jax.guards`). See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -34,56 +34,87 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optax
 
+from ottt_jax import mode as mode_lib
+from ottt_jax.guards import check_finite, time_major_inputs
 from ottt_jax.mode import BPTT, OTTT, SLTT, Mode
 from ottt_jax.online import (
     OnlineResult,
     OnlineUpdateResult,
+    Step,
+    as_step,
     bptt_grad,
+    check_k,
     ottt_grad,
     ottt_update,
     sltt_k_grad,
 )
+from ottt_jax.registry import Registry
 
 PyTree = Any
 
-__all__ = ["Rule", "SLTTKOptions", "get_rule", "register_rule", "rule_names"]
+__all__ = [
+    "GradRule",
+    "Rule",
+    "SLTTKOptions",
+    "StepRule",
+    "get_rule",
+    "register_rule",
+    "rule_names",
+    "unregister_rule",
+]
 
 
-@dataclasses.dataclass(frozen=True)
+def _check_options(name: str, options: Any) -> None:
+    if options is None:
+        return
+    if not (dataclasses.is_dataclass(options) and not isinstance(options, type)):
+        raise ValueError(f"Rule.options must be a dataclass instance or None, got {options!r}")
+    for f in dataclasses.fields(options):
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default or "doc" not in f.metadata:
+            raise ValueError(
+                f"rule {name!r}: option {f.name!r} needs a default and metadata={{'doc': ...}} "
+                "(the config derives rule.<option> from them)"
+            )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Rule:
-    """One gradient rule.
+    """One gradient rule (use one of its two kinds, :class:`GradRule` or :class:`StepRule`).
 
     Attributes:
       name: the registry name (e.g. ``"ottt_a"``; the config's ``method``).
       mode: the :class:`~ottt_jax.mode.Mode` the model must be built with.
-      per_step_update: True when the optimizer updates after every time step (OTTT_O), so a
-        batch of T steps makes T updates; False for one update per batch.
       summary: a one-line description.
-      batch_fn: the function that runs one batch (signature in the module docstring).
       options: a frozen dataclass instance of the rule's options, or None.
+      init_state: ``init_state(params) -> rule_state``, the state carried across batches
+        (in ``TrainState.rule_state``); None for a stateless rule.
     """
 
     name: str
     mode: Mode
-    per_step_update: bool
-    summary: str
-    batch_fn: Callable[..., Any]
+    summary: str = ""
     options: Any = None
+    init_state: Callable[[PyTree], PyTree] | None = None
 
     def __post_init__(self):
+        if type(self) is Rule:
+            raise TypeError("Rule is abstract: build a GradRule(...) or a StepRule(...)")
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Rule.name must be a non-empty str, got {self.name!r}")
         if not isinstance(self.mode, Mode):
             raise ValueError(f"Rule.mode must be an ottt_jax.mode.Mode, got {self.mode!r}")
-        if not isinstance(self.per_step_update, bool):
-            raise ValueError(f"Rule.per_step_update must be a bool, got {self.per_step_update!r}")
-        if not callable(self.batch_fn):
-            raise ValueError(f"Rule.batch_fn must be callable, got {self.batch_fn!r}")
-        o = self.options
-        if o is not None and not (dataclasses.is_dataclass(o) and not isinstance(o, type)):
-            raise ValueError(f"Rule.options must be a dataclass instance or None, got {o!r}")
+        if self.init_state is not None and not callable(self.init_state):
+            raise ValueError(f"Rule.init_state must be callable or None, got {self.init_state!r}")
+        _check_options(self.name, self.options)
+
+    @property
+    def per_step_update(self) -> bool:
+        """Whether the optimizer updates after every time step (T updates per batch)."""
+        return isinstance(self, StepRule)
 
     def with_options(self, **changes: Any) -> Rule:
         """Return this rule with some options changed (``dataclasses.replace`` on ``options``).
@@ -92,7 +123,8 @@ class Rule:
           **changes: option fields and their new values.
 
         Returns:
-          A new :class:`Rule`; an unknown option is a ValueError naming the rule's options.
+          A new rule of the same kind; an unknown option is a ValueError naming the rule's
+          options.
         """
         if not changes:
             return self
@@ -106,69 +138,113 @@ class Rule:
 
     def updates_per_batch(self, num_steps: int) -> int:
         """Return the optimizer updates one batch of ``num_steps`` steps makes (1 or T)."""
-        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+        is_int = isinstance(num_steps, (int, np.integer)) and not isinstance(num_steps, bool)
+        if not is_int or num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-        return num_steps if self.per_step_update else 1
+        return int(num_steps) if self.per_step_update else 1
 
-    def check_step(self, step: Callable[..., Any]) -> None:
-        """Refuse a step built for another mode (``step.mode``, set by ``models.make_step``).
+    def init_rule_state(self, params: PyTree) -> PyTree:
+        """Return the rule's initial state for ``params`` (None for a stateless rule)."""
+        return None if self.init_state is None else self.init_state(params)
+
+    def check_step(self, step: Any) -> Step:
+        """Return the :class:`~ottt_jax.online.Step` the rule runs, refusing another mode.
 
         Args:
-          step: a step function; one without a ``mode`` attribute is accepted as is.
+          step: a Step, a wrapped Step (``jax.jit``, ``functools.partial``, a decorator) or a
+            bare callable (it then runs in the rule's mode).
+
+        Returns:
+          The Step.
 
         Raises:
           ValueError: naming the rule's mode and the step's.
         """
-        got = getattr(step, "mode", None)
-        if got is not None and got != self.mode:
+        s = as_step(step)
+        if s is None:
+            return Step(step, self.mode)
+        if s.mode is None:  # a model without a mode of its own: it runs in the rule's
+            return s._replace(mode=self.mode)
+        if s.mode != self.mode:
             raise ValueError(
                 f"rule {self.name!r} needs a model built with mode={self.mode}, but the step "
-                f"function's model has mode={got}; build the model with mode=rule.mode"
+                f"function's model has mode={s.mode}; build the model with mode=rule.mode"
+            )
+        return s
+
+    def _prepare(self, step, inputs, targets, num_steps, time_axis, debug_checks):
+        """Return ``(step, inputs, num_steps, context)`` after the step and input guards."""
+        s = self.check_step(step)
+        num_steps, inputs = time_major_inputs(inputs, targets, num_steps, time_axis)
+        if debug_checks:
+            check_finite(inputs, "inputs")
+        ctx = mode_lib.active(self.mode, f"rule {self.name!r}", debug=bool(debug_checks))
+        return s, inputs, num_steps, ctx
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GradRule(Rule):
+    """A rule with one optimizer update per batch (OTTT_A, BPTT, SLTT, SLTT-K).
+
+    Attributes:
+      grad_fn: ``grad_fn(step, loss_fn, params, state, inputs, targets, *, num_steps, key,
+        options, rule_state) -> (OnlineResult, new_rule_state)``.
+    """
+
+    grad_fn: Callable[..., tuple[OnlineResult, PyTree]]
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not callable(self.grad_fn):
+            raise ValueError(f"GradRule.grad_fn must be callable, got {self.grad_fn!r}")
+
+    def _grad(self, step, loss_fn, params, state, inputs, targets, **kw):
+        num_steps, key, rule_state = kw["num_steps"], kw["key"], kw["rule_state"]
+        s, inputs, num_steps, ctx = self._prepare(
+            step, inputs, targets, num_steps, kw["time_axis"], kw["debug_checks"]
+        )
+        kw = {"num_steps": num_steps, "key": key, "options": self.options}
+        with ctx:
+            return self.grad_fn(
+                s, loss_fn, params, state, inputs, targets, **kw, rule_state=rule_state
             )
 
     def grad(
         self,
-        step: Callable[..., Any],
+        step: Any,
         loss_fn: Callable[..., Any],
         params: PyTree,
         state: PyTree,
         inputs: PyTree,
         targets: PyTree,
         *,
-        num_steps: int | None = None,
+        num_steps: Any = None,
         key: Any = None,
+        rule_state: PyTree = None,
+        time_axis: int | None = None,
+        debug_checks: bool = False,
     ) -> OnlineResult:
-        """Return the rule's batch gradient (grad rules only).
+        """Return the rule's batch gradient.
 
         Args:
-          step, loss_fn, params, state, inputs, targets, num_steps: as in
+          step: an :class:`~ottt_jax.online.Step` (see :meth:`Rule.check_step`).
+          loss_fn, params, state, inputs, targets, num_steps: as in
             :func:`ottt_jax.online.ottt_grad`.
           key: PRNG key for a stochastic rule.
+          rule_state: the rule's state (None for a stateless rule).
+          time_axis: 0 (time-major) or 1 (batch-major) for a sequence; needed when B == T.
+          debug_checks: refuse non-finite inputs and out-of-range labels at run time.
 
         Returns:
           :class:`~ottt_jax.online.OnlineResult` with the gradients summed over the T steps.
         """
-        if self.per_step_update:
-            raise ValueError(
-                f"rule {self.name!r} updates after every step and has no batch gradient; "
-                "use rule.apply"
-            )
-        self.check_step(step)
-        return self.batch_fn(
-            step,
-            loss_fn,
-            params,
-            state,
-            inputs,
-            targets,
-            num_steps=num_steps,
-            key=key,
-            options=self.options,
-        )
+        kw = {"num_steps": num_steps, "key": key, "rule_state": rule_state}
+        kw.update(time_axis=time_axis, debug_checks=debug_checks)
+        return self._grad(step, loss_fn, params, state, inputs, targets, **kw)[0]
 
     def apply(
         self,
-        step: Callable[..., Any],
+        step: Any,
         loss_fn: Callable[..., Any],
         optimizer: optax.GradientTransformation,
         params: PyTree,
@@ -177,95 +253,147 @@ class Rule:
         inputs: PyTree,
         targets: PyTree,
         *,
-        num_steps: int | None = None,
+        num_steps: Any = None,
         key: Any = None,
         grad_reduce: Callable[[PyTree], PyTree] | None = None,
+        rule_state: PyTree = None,
+        time_axis: int | None = None,
+        debug_checks: bool = False,
     ) -> OnlineUpdateResult:
-        """Train on one batch: one optimizer update (grad rules) or one per step.
+        """Train on one batch: the batch gradient, then one optimizer update.
 
         Args:
-          step, loss_fn, params, state, inputs, targets, num_steps: as in :meth:`grad`.
+          step, loss_fn, params, state, inputs, targets, num_steps, key, rule_state, time_axis,
+            debug_checks: as in :meth:`grad`.
           optimizer: an optax transformation.
           opt_state: its state.
-          key: PRNG key for a stochastic rule.
-          grad_reduce: optional function applied to each gradient before its update.
+          grad_reduce: optional function applied to the gradient before the update.
 
         Returns:
-          :class:`~ottt_jax.online.OnlineUpdateResult` after ``updates_per_batch(T)`` updates.
+          :class:`~ottt_jax.online.OnlineUpdateResult` after one update, with the new
+          ``rule_state``.
         """
-        self.check_step(step)
-        if self.per_step_update:
-            return self.batch_fn(
-                step,
-                loss_fn,
-                optimizer,
-                params,
-                opt_state,
-                state,
-                inputs,
-                targets,
-                num_steps=num_steps,
-                key=key,
-                options=self.options,
-                grad_reduce=grad_reduce,
-            )
-        res = self.grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps, key=key)
+        kw = {"num_steps": num_steps, "key": key, "rule_state": rule_state}
+        kw.update(time_axis=time_axis, debug_checks=debug_checks)
+        res, rule_state = self._grad(step, loss_fn, params, state, inputs, targets, **kw)
         grads = res.grads if grad_reduce is None else grad_reduce(res.grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return OnlineUpdateResult(
-            loss=res.loss, params=params, opt_state=opt_state, outputs=res.outputs, state=res.state
+            loss=res.loss,
+            params=params,
+            opt_state=opt_state,
+            outputs=res.outputs,
+            state=res.state,
+            rule_state=rule_state,
         )
 
 
-_RULES: dict[str, Rule] = {}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepRule(Rule):
+    """A rule with an optimizer update after every time step (OTTT_O).
+
+    Attributes:
+      update_fn: ``update_fn(step, loss_fn, optimizer, params, opt_state, state, inputs,
+        targets, *, num_steps, key, options, rule_state, grad_reduce) -> OnlineUpdateResult``.
+    """
+
+    update_fn: Callable[..., OnlineUpdateResult]
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not callable(self.update_fn):
+            raise ValueError(f"StepRule.update_fn must be callable, got {self.update_fn!r}")
+
+    def grad(self, *args: Any, **kwargs: Any) -> OnlineResult:
+        """Refuse: a per-step rule has no batch gradient (use :meth:`apply`)."""
+        raise ValueError(
+            f"rule {self.name!r} updates after every step and has no batch gradient; use rule.apply"
+        )
+
+    def apply(
+        self,
+        step: Any,
+        loss_fn: Callable[..., Any],
+        optimizer: optax.GradientTransformation,
+        params: PyTree,
+        opt_state: PyTree,
+        state: PyTree,
+        inputs: PyTree,
+        targets: PyTree,
+        *,
+        num_steps: Any = None,
+        key: Any = None,
+        grad_reduce: Callable[[PyTree], PyTree] | None = None,
+        rule_state: PyTree = None,
+        time_axis: int | None = None,
+        debug_checks: bool = False,
+    ) -> OnlineUpdateResult:
+        """Train on one batch with T optimizer updates (arguments as in :meth:`GradRule.apply`).
+
+        Returns:
+          :class:`~ottt_jax.online.OnlineUpdateResult`. Step ``t+1`` runs with the parameters
+          updated at step ``t``.
+        """
+        s, inputs, num_steps, ctx = self._prepare(
+            step, inputs, targets, num_steps, time_axis, debug_checks
+        )
+        kw = {"num_steps": num_steps, "key": key, "options": self.options}
+        kw.update(rule_state=rule_state, grad_reduce=grad_reduce)
+        args = (s, loss_fn, optimizer, params, opt_state, state, inputs, targets)
+        with ctx:
+            return self.update_fn(*args, **kw)
+
+
+def _check_rule(rule: Any) -> None:
+    if not isinstance(rule, Rule):
+        raise ValueError(f"register_rule expects a GradRule or StepRule, got {rule!r}")
+
+
+_RULES: Registry[Rule] = Registry("rule", check=_check_rule)
 
 
 def register_rule(rule: Rule, overwrite: bool = False) -> Rule:
-    """Add ``rule`` to the registry under ``rule.name``.
-
-    Args:
-      rule: the :class:`Rule`.
-      overwrite: replace an existing entry of that name (else that is a ValueError).
-
-    Returns:
-      ``rule``.
-    """
-    if not isinstance(rule, Rule):
-        raise ValueError(f"register_rule expects an ottt_jax.rules.Rule, got {rule!r}")
-    if rule.name in _RULES and not overwrite:
-        raise ValueError(f"rule {rule.name!r} is already registered (pass overwrite=True)")
-    _RULES[rule.name] = rule
-    return rule
+    """Add ``rule`` to the registry under ``rule.name`` (a taken name needs ``overwrite``)."""
+    _check_rule(rule)
+    return _RULES.register(rule.name, rule, overwrite=overwrite)
 
 
 def get_rule(name: str) -> Rule:
     """Return the registered rule ``name`` (a ValueError lists the registered names)."""
-    if name not in _RULES:
-        raise ValueError(f"unknown rule {name!r}; registered rules: {rule_names()}")
-    return _RULES[name]
+    return _RULES.get(name)
 
 
 def rule_names() -> tuple[str, ...]:
     """Return the registered rule names in registration order."""
-    return tuple(_RULES)
+    return _RULES.names()
 
 
-def _ottt_a(*args, num_steps, key, options):
-    return ottt_grad(*args, num_steps=num_steps)
+def unregister_rule(name: str) -> None:
+    """Remove the rule ``name`` from the registry."""
+    _RULES.unregister(name)
 
 
-def _bptt(*args, num_steps, key, options):
-    return bptt_grad(*args, num_steps=num_steps)
+def _stateless(fn: Callable[..., OnlineResult]) -> Callable[..., tuple[OnlineResult, None]]:
+    """Adapt an online transform to ``grad_fn`` (options and key unused, no rule state)."""
+
+    def grad_fn(*args, num_steps, key, options, rule_state):
+        return fn(*args, num_steps=num_steps), rule_state
+
+    return grad_fn
 
 
-def _ottt_o(*args, num_steps, key, options, grad_reduce):
-    return ottt_update(*args, num_steps=num_steps, grad_reduce=grad_reduce)
+def _ottt_o(*args, num_steps, key, options, rule_state, grad_reduce):
+    res = ottt_update(*args, num_steps=num_steps, grad_reduce=grad_reduce)
+    return res._replace(rule_state=rule_state)
 
 
-register_rule(Rule("ottt_a", OTTT, False, "OTTT_A: per-step gradients summed (Eq. 5)", _ottt_a))
-register_rule(Rule("ottt_o", OTTT, True, "OTTT_O: an optimizer update every step", _ottt_o))
-register_rule(Rule("bptt", BPTT, False, "BPTT: autodiff through the whole sequence", _bptt))
+_OTTT_A = "OTTT_A: per-step gradients summed (Eq. 5)"
+register_rule(GradRule(name="ottt_a", mode=OTTT, summary=_OTTT_A, grad_fn=_stateless(ottt_grad)))
+_OTTT_O = "OTTT_O: an optimizer update every step"
+register_rule(StepRule(name="ottt_o", mode=OTTT, summary=_OTTT_O, update_fn=_ottt_o))
+_BPTT = "BPTT: autodiff through the whole sequence"
+register_rule(GradRule(name="bptt", mode=BPTT, summary=_BPTT, grad_fn=_stateless(bptt_grad)))
 
 
 # SLTT and SLTT-K: Meng et al., "Towards Memory- and Time-Efficient Backpropagation for Training
@@ -285,34 +413,23 @@ class SLTTKOptions:
         default=2, metadata={"doc": "SLTT-K: time steps (of the T) that take a gradient, 1..T"}
     )
 
-
-def _sltt(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
-    """SLTT: ``Σ_t ∇L[t]`` of a step built with ``mode.SLTT`` (one backward per step).
-
-    The mode does the rest: the membrane entering a step is detached and a synaptic layer fed by
-    spikes takes ``∇W = δ_l[t] s_{l−1}[t]ᵀ`` at its instantaneous input, with no trace carried,
-    so the per-step sum of :func:`~ottt_jax.online.ottt_grad` is SLTT's gradient.
-    """
-    return ottt_grad(step, loss_fn, params, state, inputs, targets, num_steps=num_steps)
+    def check(self, num_steps: int) -> None:
+        """Refuse ``k`` outside ``[1, T]`` (the config runs it; the message starts with ``k``)."""
+        check_k(self.k, num_steps)
 
 
-def _sltt_k(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options):
-    k = options.k
-    return sltt_k_grad(
-        step, loss_fn, params, state, inputs, targets, num_steps=num_steps, key=key, k=k
+def _sltt_k(step, loss_fn, params, state, inputs, targets, *, num_steps, key, options, rule_state):
+    res = sltt_k_grad(
+        step, loss_fn, params, state, inputs, targets, num_steps=num_steps, key=key, k=options.k
     )
+    return res, rule_state
 
 
+# SLTT is the per-step sum of ottt_grad over a step built with mode.SLTT: the mode detaches the
+# membrane and makes a synaptic layer take ∇W = δ_l[t] s_{l−1}[t]ᵀ at its instantaneous input.
+_SLTT = "SLTT: per-step gradients at the instantaneous spikes"
+register_rule(GradRule(name="sltt", mode=SLTT, summary=_SLTT, grad_fn=_stateless(ottt_grad)))
+_SLTT_K = "SLTT-K: SLTT's gradient at K random steps of the T (rule.k), the rest forward only"
 register_rule(
-    Rule("sltt", SLTT, False, "SLTT: per-step gradients at the instantaneous spikes", _sltt)
-)
-register_rule(
-    Rule(
-        "sltt_k",
-        SLTT,
-        False,
-        "SLTT-K: SLTT's gradient at K random steps of the T (rule.k), the rest forward only",
-        _sltt_k,
-        options=SLTTKOptions(),
-    )
+    GradRule(name="sltt_k", mode=SLTT, summary=_SLTT_K, grad_fn=_sltt_k, options=SLTTKOptions())
 )

@@ -27,7 +27,7 @@ sequence does not use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -151,6 +151,8 @@ class SpikingVGG(nn.Module):
         and the trace (inverted dropout, kept units scaled ``1/(1−p)``).
       fc_dropout: rate of a dropout on the pooled features before the classifier, mask fixed per
         sequence likewise. Not in the authors' VGG (they use 0).
+      conv_op: the spike/trace conv every :class:`~ottt_jax.layers.Conv` computes with (None:
+        :func:`~ottt_jax.trace.conv_spike_trace`); ``benchmarks/speed.py`` compares others.
     """
 
     #: Every sWS kernel is a layer of ottt_jax.layers: make_step hoists the sWS (online.Hoist).
@@ -164,6 +166,7 @@ class SpikingVGG(nn.Module):
     feedback: bool = False
     neuron_dropout: float = 0.0
     fc_dropout: float = 0.0
+    conv_op: Callable[..., Array] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "cfg", _check_cfg(self.cfg))
@@ -444,7 +447,7 @@ class SpikingVGG(nn.Module):
                 s, a = avg_pool(s), map_trace(avg_pool, a)
                 continue
             name, lif, feat, _ = convs[ci]
-            conv = Conv(feat, name=name, dtype=self.dtype, mode=self.mode)
+            conv = Conv(feat, name=name, dtype=self.dtype, mode=self.mode, op=self.conv_op)
             if ci == 0:
                 u = conv(x)
                 if self.feedback:
@@ -501,6 +504,7 @@ class SpikingVGG(nn.Module):
             name="fb_conv",
             dtype=self.dtype,
             mode=self.mode,
+            op=self.conv_op,
         )
         y = fb_conv(up_s, trace=up_a)
         return y * (state.step > 0).astype(y.dtype)

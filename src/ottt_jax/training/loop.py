@@ -18,6 +18,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,12 @@ from ottt_jax.training.logging import (
     summary,
 )
 from ottt_jax.training.result import EpochStats, TrainResult, epoch_record, history_from_records
-from ottt_jax.training.steps import TrainState, init_train_state, make_train_step
+from ottt_jax.training.steps import (
+    TrainState,
+    check_user_model,
+    init_train_state,
+    make_train_step,
+)
 from ottt_jax.training.workdir import WorkdirError
 
 __all__ = [
@@ -310,12 +316,30 @@ def _run_steps(run, ckpt, logger, ls: _LoopState, on_step, bar) -> None:
         stop.restore()
 
 
+def _report_rule(s: Any, report: dict[str, str], is_main: bool) -> None:
+    """Print which rule each kernel of a user's model follows; warn on a likely plain layer.
+
+    Under a trace mode only a layer on the raw input should read ``"instantaneous"``: more than
+    one such kernel is most likely a plain Flax layer fed by spikes (SLTT's gradient, not OTTT's).
+    """
+    if is_main:
+        print(f"check_rule ({s.rule.name}): " + ", ".join(f"{k}: {v}" for k, v in report.items()))
+    instantaneous = [k for k, v in report.items() if v == "instantaneous"]
+    if s.rule.mode.trace_rule and len(instantaneous) > 1:
+        warnings.warn(
+            f"{len(instantaneous)} kernels of the model take their gradient at the instantaneous "
+            f"input under {s.rule.name!r}: {instantaneous}; only a layer on the raw input should. "
+            "Wrap a plain Flax layer fed by spikes with ottt_jax.layers.traced(...)",
+            stacklevel=2,
+        )
+
+
 def _start(run: Training, ckpt: Checkpointer, workdir: str) -> tuple[_LoopState, MetricsLogger]:
     """Restore or initialize, write ``config.json`` and open the metrics (replaying none)."""
     ts, it, best_acc = restore_or_init(run, ckpt, workdir)
-    # The one call site of issue 15's check_rule (wired at merge): on a user model
-    # (run.setup.user_model), once, before the first step (int(ts.step) == 0).
     is_main = jax.process_index() == 0
+    if run.setup.user_model and int(ts.step) == 0:  # a user's model: its rule, before step 1
+        _report_rule(run.setup, check_user_model(run.setup, ts.params), is_main)
     if is_main:
         write_config(run.setup.cfg, workdir)
     logger = MetricsLogger(workdir, is_main)

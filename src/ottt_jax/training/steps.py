@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from ottt_jax import metrics as metrics_lib
+from ottt_jax.diagnose import check_rule
 from ottt_jax.losses import instantaneous_loss
 from ottt_jax.models import make_step
 from ottt_jax.online import forward
@@ -28,6 +29,7 @@ from ottt_jax.training.build import Setup, compute_dtype
 __all__ = [
     "RULE_KEY_STREAM",
     "TrainState",
+    "check_user_model",
     "init_params",
     "init_train_state",
     "make_eval_step",
@@ -51,12 +53,15 @@ class TrainState(NamedTuple):
       params: the model parameters.
       opt_state: the optimizer state.
       rng: the run key; per-step keys are folded from it (:func:`step_keys`).
+      rule_state: the rule's state carried across batches (``rule.init_rule_state(params)``;
+        None for a stateless rule).
     """
 
     step: jax.Array
     params: PyTree
     opt_state: PyTree
     rng: jax.Array
+    rule_state: PyTree = None
 
 
 def step_keys(rng: jax.Array, step: Any) -> tuple[jax.Array, jax.Array]:
@@ -131,7 +136,8 @@ def init_train_state(s: Setup, tx: optax.GradientTransformation) -> TrainState:
     key = jax.random.PRNGKey(s.cfg.seed)
     init_key, rng = jax.random.split(key)
     params = init_params(s.model, tuple(s.info.frame_shape), init_key)
-    ts = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params), rng)
+    rule_state = s.rule.init_rule_state(params)
+    ts = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params), rng, rule_state)
     return jax.device_put(ts, s.replicated)
 
 
@@ -170,19 +176,48 @@ def make_train_step(s: Setup, tx: optax.GradientTransformation):
             labels,
             num_steps=n,
             key=rule_key,
+            rule_state=ts.rule_state,
+            time_axis=None if n is not None else 0,
         )
         acc = metrics_lib.accuracy(res.outputs.astype(jnp.float32), labels)
         finite = jnp.isfinite(res.loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(res.params)])
         )
         out = {"loss": res.loss, "accuracy": acc, "finite": finite}
-        return TrainState(ts.step + 1, res.params, res.opt_state, ts.rng), out
+        return TrainState(ts.step + 1, res.params, res.opt_state, ts.rng, res.rule_state), out
 
     return jax.jit(
         train_step,
         in_shardings=(s.replicated, s.batch_sharding, s.batch_sharding),
         out_shardings=(s.replicated, s.replicated),
         donate_argnums=(0,),
+    )
+
+
+def check_user_model(s: Setup, params: PyTree) -> dict[str, str]:
+    """Check which rule each kernel of a user's model follows, before it trains.
+
+    Runs :func:`ottt_jax.diagnose.check_rule` in the rule's mode on two examples of the dataset's
+    frame shape (uniform in [0, 1), a fixed key; three frames of a sequence dataset).
+
+    Args:
+      s: the run's setup (``s.model`` the user's model).
+      params: its initial parameters.
+
+    Returns:
+      ``{parameter path: "trace" | "instantaneous" | "through time"}``.
+
+    Raises:
+      ValueError: naming every kernel whose gradient follows a rule the mode forbids (e.g. a
+        gradient through time under OTTT, or the trace rule under BPTT).
+    """
+    shape, batch = tuple(s.info.frame_shape), 2
+    lead = (3, batch) if s.info.is_sequence else (batch,)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (*lead, *shape), jnp.float32)
+    state = s.model.init_state(batch, shape, train=False)
+    step = make_step(s.model)
+    return check_rule(
+        step, params, state, x, mode=s.rule.mode, sequence=s.info.is_sequence, strict=True
     )
 
 
