@@ -1,7 +1,8 @@
 """TPU memory and roofline of the real training step, compiled for TPU slices without a TPU.
 
 ``python -m benchmarks.tpu_aot [--groups TRPBt] [--budget SECONDS] [--out-json F] [--out-md F]``
-compiles :func:`ottt_jax.training.steps.make_train_step` through :func:`ottt_jax.aot.aot_report`
+compiles :func:`ottt_jax.training.steps.make_train_step` through
+:func:`ottt_jax.training.aot.aot_report`
 (the path of ``ottt-train --aot``) for each case and writes one JSON record per case as soon as
 it is compiled, so an interrupted run keeps what it did. Needs ``pip install -e ".[tpu-aot]"``.
 
@@ -20,7 +21,7 @@ Groups (``--groups`` letters, run in the order given; default ``TRPBt``; each VG
 ``--resume`` keeps the cases already in ``--out-json``.
 
 Every number is compiled, not measured on hardware; step times and images/s are roofline
-estimates (see :mod:`ottt_jax.aot`).
+estimates (see :mod:`ottt_jax.training.aot`).
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def _case(group, preset, topology, rule, t, dtype, batch):
 
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    """Compile one case and return its :func:`ottt_jax.aot.aot_report` plus the case."""
-    from ottt_jax import aot
+    """Compile one case and return its :func:`ottt_jax.training.aot.aot_report` plus the case."""
     from ottt_jax import config as config_lib
+    from ottt_jax.training import aot
 
     cfg = config_lib.get_config(case["preset"], case["set"])
     t0 = time.perf_counter()
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import jax
 
-    from ottt_jax import aot
+    from ottt_jax.training import aot
 
     deadline = time.time() + args.budget
     meta = {

@@ -13,9 +13,9 @@ pytest.importorskip(
     "libtpu", reason='libtpu not installed: pip install -e ".[tpu-aot]" to run the AOT tests'
 )
 
-from ottt_jax import aot
 from ottt_jax import config as config_lib
 from ottt_jax.accelerators import CHIPS, chip_for_topology
+from ottt_jax.training import aot
 from ottt_jax.training.cli import cli_train
 
 TOPOLOGY = "v5e:2x2"

@@ -25,7 +25,6 @@ LOSS = functools.partial(instantaneous_loss, beta=0.1, num_steps=T)
 
 
 def _grads(step, params, st, x, y):
-    step.mode = BPTT
     grad = rules.get_rule("bptt").grad
     return jax.jit(lambda p: grad(step, LOSS, p, st, x, y, num_steps=T).grads)(params)
 

@@ -176,7 +176,7 @@ def cli_train(argv: Sequence[str] | None = None) -> int:
             print(resolved_config_json(cfg, args.workdir))
             return 0
         if args.aot:
-            from ottt_jax.aot import run_aot  # libtpu only for this flag
+            from ottt_jax.training.aot import run_aot  # libtpu only for this flag
 
             return run_aot(cfg, args.aot)
         r = train(cfg, workdir=args.workdir)

@@ -1,6 +1,7 @@
 """Compile the training step for a TPU topology without a TPU: memory per chip, FLOPs, a roofline.
 
-``ottt-train --aot v5e:2x2 [--config ...] [--set ...]`` (or ``python -m ottt_jax.aot v5e:2x2 ...``)
+``ottt-train --aot v5e:2x2 [--config ...] [--set ...]`` (or
+``python -m ottt_jax.training.aot v5e:2x2 ...``)
 builds exactly the step ``ottt-train`` would run from the config (the same rule, model, optimizer,
 ``('data',)`` mesh, batch sharding and donation, through :func:`ottt_jax.training.build.make_setup`,
 :func:`~ottt_jax.training.build.make_optimizer` and
@@ -369,9 +370,9 @@ def run_aot(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ottt_jax.aot TOPOLOGY [--config NAME] [--set KEY=VALUE ...] [--out DIR]``."""
+    """Run ``python -m ottt_jax.training.aot TOPOLOGY [--config C] [--set K=V ...] [--out DIR]``."""
     p = argparse.ArgumentParser(
-        prog="python -m ottt_jax.aot",
+        prog="python -m ottt_jax.training.aot",
         description="Compile ottt-train's training step for a TPU topology without a TPU and "
         "report memory per chip, FLOPs and a roofline estimate (same as ottt-train --aot).",
     )
@@ -384,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_lib.get_config(args.config, list(args.set))
         return run_aot(cfg, args.topology, out_dir=args.out)
     except (ValueError, OSError) as e:
-        print(f"python -m ottt_jax.aot: error: {e}", file=sys.stderr)
+        print(f"python -m ottt_jax.training.aot: error: {e}", file=sys.stderr)
         return 2
 
 
