@@ -64,6 +64,32 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    """Add ``ottt-train``'s multi-host flags to ``p``: ``--multihost`` and the three it reads."""
+    p.add_argument(
+        "--multihost",
+        action="store_true",
+        help="start multi-host JAX: from the three flags below, else JAX_COORDINATOR_ADDRESS / "
+        "JAX_NUM_PROCESSES / JAX_PROCESS_ID, else JAX's SLURM/TPU/Open MPI detection",
+    )
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (--multihost)")
+    p.add_argument("--num-processes", type=int, metavar="N", help="process count (--multihost)")
+    p.add_argument("--process-id", type=int, metavar="I", help="this process's id (--multihost)")
+
+
+def _add_print_args(p: argparse.ArgumentParser) -> None:
+    """Add ``ottt-train``'s flags that print and exit without training to ``p``."""
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument(
+        "--list-keys", action="store_true", help="list every config key with its doc and exit"
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (JSON, workdir filled in) and exit without training",
+    )
+
+
 def _train_parser() -> argparse.ArgumentParser:
     """Return ``ottt-train``'s argument parser."""
     p = argparse.ArgumentParser(
@@ -107,24 +133,8 @@ def _train_parser() -> argparse.ArgumentParser:
         default=None,
         help="continue from the workdir's checkpoint (default: the config's resume, true)",
     )
-    p.add_argument(
-        "--multihost",
-        action="store_true",
-        help="start multi-host JAX: from the three flags below, else JAX_COORDINATOR_ADDRESS / "
-        "JAX_NUM_PROCESSES / JAX_PROCESS_ID, else JAX's SLURM/TPU/Open MPI detection",
-    )
-    p.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (--multihost)")
-    p.add_argument("--num-processes", type=int, metavar="N", help="process count (--multihost)")
-    p.add_argument("--process-id", type=int, metavar="I", help="this process's id (--multihost)")
-    p.add_argument("--list", action="store_true", help="list the presets and exit")
-    p.add_argument(
-        "--list-keys", action="store_true", help="list every config key with its doc and exit"
-    )
-    p.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the resolved config (JSON, workdir filled in) and exit without training",
-    )
+    _add_cluster_args(p)
+    _add_print_args(p)
     p.add_argument(
         "--aot",
         metavar="TOPOLOGY",
