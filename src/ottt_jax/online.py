@@ -19,6 +19,9 @@ their leading axis. A static input (an image shown at every step) is passed with
   steps only (:func:`sample_time_steps`); the others run forward only. SLTT itself is
   :func:`ottt_grad` over a step built with ``mode.SLTT``.
 
+The result types, time-axis checks, float32 gradient sums and SLTT-K's sampling live in
+:mod:`ottt_jax.online_base` and are re-exported here.
+
 For OTTT, build the step function with ``mode=ottt_jax.mode.OTTT`` (detached membrane and the
 spike/trace ops, so no gradient crosses time steps). For the BPTT baseline build it with
 ``mode.BPTT``. :mod:`ottt_jax.rules` names these pairings (rule + mode) and checks them.
@@ -42,13 +45,29 @@ mode, else OTTT). Given a :class:`Step`, they trace it with its mode active
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
 
+from ottt_jax.online_base import (
+    Array,
+    LossFn,
+    OnlineResult,
+    OnlineUpdateResult,
+    PyTree,
+    StepFn,
+    acc_add,
+    acc_cast,
+    acc_zeros,
+    check_k,
+    check_time_major,
+    sample_time_steps,
+    scan_inputs,
+    step_loss,
+    three_factor_grad,
+)
 from ottt_jax.step import (
     Hoist,
     Step,
@@ -58,11 +77,6 @@ from ottt_jax.step import (
     step_parts,
     with_step_mode,
 )
-
-Array = jax.Array
-PyTree = Any
-StepFn = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, PyTree]]
-LossFn = Callable[[PyTree, PyTree], Array]
 
 __all__ = [
     "Hoist",
@@ -83,117 +97,6 @@ __all__ = [
     "step_loss",
     "three_factor_grad",
 ]
-
-
-class OnlineResult(NamedTuple):
-    """What :func:`ottt_grad` and :func:`bptt_grad` return.
-
-    Attributes:
-      loss: the loss summed over the T steps (scalar, float32).
-      grads: gradients w.r.t. ``params``, summed over the T steps; same tree as ``params``.
-      outputs: the per-step outputs stacked time-major, ``[T, ...]`` per leaf.
-      state: the state after the last step.
-    """
-
-    loss: Array
-    grads: PyTree
-    outputs: PyTree
-    state: PyTree
-
-
-class OnlineUpdateResult(NamedTuple):
-    """What :func:`ottt_update` returns.
-
-    Attributes:
-      loss: the loss summed over the T steps (each evaluated with that step's parameters).
-      params: parameters after T optimizer updates.
-      opt_state: optimizer state after T updates.
-      outputs: per-step outputs, ``[T, ...]`` per leaf.
-      state: the model state after the last step.
-      rule_state: the rule's state after the batch (None for a stateless rule).
-    """
-
-    loss: Array
-    params: PyTree
-    opt_state: PyTree
-    outputs: PyTree
-    state: PyTree
-    rule_state: PyTree = None
-
-
-def check_time_major(inputs: PyTree, num_steps: int | None, targets: PyTree = None) -> int:
-    """Validate the time axis of ``inputs`` and return ``T``.
-
-    Args:
-      inputs: a time-major sequence (every leaf ``[T, B, ...]``) when ``num_steps`` is None, else a
-        static input (every leaf ``[B, ...]``) presented at each of ``num_steps`` steps.
-      num_steps: ``T`` for a static input, or None for a sequence.
-      targets: optional; if given, its leaves' leading (batch) axis must match the inputs' batch.
-
-    Returns:
-      The number of time steps ``T``.
-
-    Raises:
-      ValueError: naming the offending argument and the expected shape.
-    """
-    leaves = jax.tree.leaves(inputs)
-    if not leaves:
-        raise ValueError("inputs must contain at least one array")
-    for leaf in leaves:
-        if not hasattr(leaf, "shape") or not jnp.issubdtype(jnp.result_type(leaf), jnp.number):
-            raise ValueError(f"inputs leaves must be numeric arrays, got {type(leaf).__name__}")
-    if num_steps is None:
-        shapes = [jnp.shape(x) for x in leaves]
-        if any(len(s) < 2 for s in shapes):
-            raise ValueError(
-                f"inputs must be time-major [T, B, ...] (or pass num_steps=T for a static input); "
-                f"got leaf shapes {shapes}"
-            )
-        lead = {s[0] for s in shapes}
-        if len(lead) != 1:
-            raise ValueError(f"inputs leaves disagree on the time axis [T, ...]: shapes {shapes}")
-        t = lead.pop()
-        batch = {s[1] for s in shapes}
-    else:
-        t = check_num_steps(num_steps)
-        batch = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
-    if t < 1:
-        raise ValueError(f"inputs have an empty time axis (T = {t}); expected T >= 1")
-    if targets is not None:
-        tb = {jnp.shape(x)[0] for x in jax.tree.leaves(targets) if jnp.ndim(x)}
-        if tb and tb != batch:
-            layout = "[B, ...] (static)" if num_steps is not None else "time-major [T, B, ...]"
-            raise ValueError(
-                f"targets batch size {sorted(tb)} does not match the inputs batch size "
-                f"{sorted(b for b in batch if b is not None)}; inputs are read as {layout}"
-            )
-    return t
-
-
-def _scan_inputs(inputs, num_steps):
-    """Return ``(xs, get)``: what to scan over and how to read step ``t``'s input from it."""
-    if num_steps is None:
-        return inputs, lambda x_t: x_t
-    return None, lambda _: inputs
-
-
-def step_loss(step: StepFn, loss_fn: LossFn, targets: PyTree):
-    """Return ``f(params, state, x_t) -> (L[t], (out_t, new_state))``: one step and its loss.
-
-    Args:
-      step: ``step(params, state, x_t) -> (out_t, state)``.
-      loss_fn: ``loss_fn(out_t, targets) -> scalar``.
-      targets: passed to ``loss_fn`` at every step.
-
-    Returns:
-      The per-step loss function, in the ``has_aux`` form of ``jax.value_and_grad``.
-    """
-
-    def f(p, st, x_t):
-        out, st = step(p, st, x_t)
-        return loss_fn(out, targets), (out, st)
-
-    return f
 
 
 @with_step_mode
@@ -218,7 +121,7 @@ def forward(
       ``(outputs, state)``; outputs stacked ``[T, ...]``. The paper predicts ``argmax Σ_t out_t``.
     """
     t = check_time_major(inputs, num_steps)
-    xs, get = _scan_inputs(inputs, num_steps)
+    xs, get = scan_inputs(inputs, num_steps)
     step, hoist, _ = step_parts(step)
     if hoist is not None:  # no gradient here: prepare once, without its VJP
         step, params = hoist.inner, hoist.prepare(params)
@@ -259,19 +162,19 @@ def ottt_grad(
       and its VJP applied to the sum (:class:`Hoist`).
     """
     t = check_time_major(inputs, num_steps, targets)
-    xs, get = _scan_inputs(inputs, num_steps)
+    xs, get = scan_inputs(inputs, num_steps)
     inner, q, pullback = hoisted(step, params)
     vg = jax.value_and_grad(step_loss(inner, loss_fn, targets), has_aux=True)
 
     def body(carry, x_t):
         st, loss_sum, g_sum = carry
         (loss, (out, st)), g = vg(q, st, get(x_t))
-        g_sum = _acc_add(g_sum, g)
+        g_sum = acc_add(g_sum, g)
         return (st, loss_sum + loss.astype(jnp.float32), g_sum), out
 
-    g0 = _acc_zeros(q)
+    g0 = acc_zeros(q)
     (state, loss, grads), outs = lax.scan(body, (state, jnp.float32(0), g0), xs, length=t)
-    grads = _acc_cast(pullback(grads), params)
+    grads = acc_cast(pullback(grads), params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)
 
 
@@ -303,7 +206,7 @@ def ottt_update(
       :class:`OnlineUpdateResult`. Step ``t+1`` runs with the parameters updated at step ``t``.
     """
     t = check_time_major(inputs, num_steps, targets)
-    xs, get = _scan_inputs(inputs, num_steps)
+    xs, get = scan_inputs(inputs, num_steps)
     fn, _, _ = step_parts(step)  # the parameters change every step: no hoist
     vg = jax.value_and_grad(step_loss(fn, loss_fn, targets), has_aux=True)
 
@@ -342,7 +245,7 @@ def bptt_grad(
       :class:`OnlineResult`. Memory grows linearly with T (every step's residuals are kept).
     """
     t = check_time_major(inputs, num_steps, targets)
-    xs, get = _scan_inputs(inputs, num_steps)
+    xs, get = scan_inputs(inputs, num_steps)
     inner, q, pullback = hoisted(step, params)
     f = step_loss(inner, loss_fn, targets)
 
@@ -359,88 +262,9 @@ def bptt_grad(
     return OnlineResult(loss=loss, grads=pullback(grads), outputs=outs, state=st)
 
 
-def three_factor_grad(pre_trace: Array, post_surrogate_grad: Array, modulator: Array) -> Array:
-    """Return the three-factor Hebbian weight gradient of a dense layer (Eq. (7)).
-
-    Args:
-      pre_trace: presynaptic traces ``â_i[t]``, ``[B, in]``.
-      post_surrogate_grad: postsynaptic surrogate derivatives ``f'(u_j[t])``, ``[B, out]``.
-      modulator: the global learning signal ``δ_j[t] = ∂L[t]/∂s_j[t]``, ``[B, out]``.
-
-    Returns:
-      ``∇W_ij = Σ_b â_i · f'(u_j) · δ_j``, ``[in, out]`` (the layout of ``x @ W``).
-    """
-    pre_trace, post, mod = map(jnp.asarray, (pre_trace, post_surrogate_grad, modulator))
-    if pre_trace.ndim != 2 or post.ndim != 2 or post.shape != mod.shape:
-        raise ValueError(
-            "three_factor_grad expects pre_trace [B, in] and post_surrogate_grad, modulator "
-            f"[B, out]; got {pre_trace.shape}, {post.shape}, {mod.shape}"
-        )
-    if pre_trace.shape[0] != post.shape[0]:
-        raise ValueError(f"batch sizes differ: {pre_trace.shape[0]} vs {post.shape[0]}")
-    return pre_trace.T @ (post * mod)
-
-
-def _acc_zeros(params: PyTree) -> PyTree:
-    """Zero gradient sums, in float32 for parameters of a lower float precision."""
-    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _acc_dtype(p)), params)
-
-
-def _acc_add(g_sum: PyTree, g: PyTree) -> PyTree:
-    """Add one step's gradients to the sums (in the sums' dtype)."""
-    return jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_sum, g)
-
-
-def _acc_cast(grads: PyTree, params: PyTree) -> PyTree:
-    """Cast summed gradients back to their parameters' dtypes."""
-    return jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grads, params)
-
-
-def _acc_dtype(x) -> jnp.dtype:
-    dt = jnp.result_type(x)
-    return jnp.float32 if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits < 32 else dt
-
-
 # ---------------------------------------------------------------------------------------------
 # SLTT-K (Meng et al., ICCV 2023): backpropagation at K sampled steps of the T.
 # ---------------------------------------------------------------------------------------------
-
-
-def check_k(k: int, num_steps: int, field: str = "k") -> int:
-    """Validate SLTT-K's number of backpropagated steps against ``T``.
-
-    Args:
-      k: the number of steps ``K``.
-      num_steps: ``T``.
-      field: the name the error uses (e.g. the config key ``rule.k``).
-
-    Returns:
-      ``k``.
-
-    Raises:
-      ValueError: naming ``field`` unless ``k`` is an int with ``1 <= k <= T``.
-    """
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= num_steps:
-        raise ValueError(f"{field} must be an int in [1, T] = [1, {num_steps}], got {k!r}")
-    return k
-
-
-def sample_time_steps(key: Array, num_steps: int, k: int) -> Array:
-    """Draw the K time steps SLTT-K backpropagates at.
-
-    Args:
-      key: a PRNG key (one per iteration: the trainer folds the run key with the step).
-      num_steps: ``T``.
-      k: ``K``, ``1 <= K <= T``.
-
-    Returns:
-      A bool mask ``[T]`` with exactly ``K`` True entries, uniform over the ``C(T, K)`` subsets:
-      the first ``K`` steps of a random permutation of ``0 … T−1`` (the authors' code:
-      ``torch.randperm(T)[:K]``, drawn once per iteration and shared by the whole batch).
-    """
-    check_k(k, num_steps)
-    chosen = jax.random.permutation(key, num_steps)[:k]
-    return jnp.zeros((num_steps,), jnp.bool_).at[chosen].set(True)
 
 
 @with_step_mode
@@ -485,14 +309,14 @@ def sltt_k_grad(
     if key is None:
         raise ValueError("SLTT-K (sltt_k) needs a PRNG key (key=...) to draw its time steps")
     sampled = sample_time_steps(key, t, k)
-    xs, get = _scan_inputs(inputs, num_steps)
+    xs, get = scan_inputs(inputs, num_steps)
     inner, q, pullback = hoisted(step, params)
     f = step_loss(inner, loss_fn, targets)
     vg = jax.value_and_grad(f, has_aux=True)
 
     def learn(x, st, g_sum):
         (loss, (out, st)), g = vg(q, st, x)
-        g_sum = _acc_add(g_sum, g)
+        g_sum = acc_add(g_sum, g)
         return loss.astype(jnp.float32), out, st, g_sum
 
     def skip(x, st, g_sum):
@@ -505,8 +329,8 @@ def sltt_k_grad(
         loss, out, st, g_sum = lax.cond(take, learn, skip, get(x_t), st, g_sum)
         return (st, loss_sum + loss, g_sum), out
 
-    g0 = _acc_zeros(q)
+    g0 = acc_zeros(q)
     carry = (state, jnp.float32(0), g0)
     (state, loss, grads), outs = lax.scan(body, carry, (xs, sampled), length=t)
-    grads = _acc_cast(pullback(grads), params)
+    grads = acc_cast(pullback(grads), params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)

@@ -43,6 +43,9 @@ per sample is the same in distribution for each sequence.
 
 **fc dropout** (``fc_dropout = p``): an inverted-dropout mask ``[B, C]`` on the pooled features,
 drawn in :meth:`init_state` and fixed for the sequence (kept units scaled by ``1/(1−p)``).
+
+The blocks (:class:`BlockSpec`, :class:`NFBlock`) live in :mod:`ottt_jax.models.nfresnet_blocks`
+and are re-exported here.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ottt_jax.layers import SPIKE_SCALE, Conv, Linear, avg_pool
+from ottt_jax.layers import Conv, Linear, avg_pool
 from ottt_jax.mode import OTTT, Mode
 from ottt_jax.models.common import (
     check_input_shape,
@@ -64,9 +67,8 @@ from ottt_jax.models.common import (
     check_rate,
     conv_coverage,
     dropout_mask,
-    map_trace,
-    spikes_per_sample,
 )
+from ottt_jax.models.nfresnet_blocks import EXPANSION, SD_SCHEDULES, BlockSpec, NFBlock, out_size
 from ottt_jax.neuron import LIF, Neuron, check_neuron
 
 Array = jax.Array
@@ -80,37 +82,6 @@ __all__ = [
     "nfresnet34",
     "nfresnet50",
 ]
-
-_EXPANSION = {"basic": 1, "bottleneck": 4}
-_SD_SCHEDULES = ("uniform", "linear")
-
-
-class BlockSpec(NamedTuple):
-    """Static description of one residual block.
-
-    Attributes:
-      name: the submodule name, ``layer{stage}_{index}`` (1-based stage, 0-based index).
-      kind: ``'basic'`` or ``'bottleneck'``.
-      in_features: channels of the block's input stream.
-      planes: width of the residual branch's inner convs.
-      out_features: channels of the block's output stream (``planes · expansion``).
-      stride: spatial stride (2 at the first block of every stage but the first).
-      has_downsample: whether the shortcut is a 1×1 sWS conv on ``h`` instead of the raw stream.
-      beta: the input is divided by ``β = sqrt(expected variance)``.
-      alpha: the residual branch is scaled by ``α`` (times ``skipinit_gain``).
-      drop_rate: stochastic-depth rate of this block (0 when disabled).
-    """
-
-    name: str
-    kind: str
-    in_features: int
-    planes: int
-    out_features: int
-    stride: int
-    has_downsample: bool
-    beta: float
-    alpha: float
-    drop_rate: float
 
 
 class NFResNetState(NamedTuple):
@@ -129,88 +100,6 @@ class NFResNetState(NamedTuple):
     neurons: dict[str, Any]
     keep: dict[str, Array]
     fc_mask: Array
-
-
-def _out_size(n: int, stride: int) -> int:
-    """Spatial size after a conv/pool whose padding is ``(k − 1) / 2`` (every layer here)."""
-    return (n - 1) // stride + 1
-
-
-class NFBlock(nn.Module):
-    """One pre-activation spiking NF-ResNet block (BasicBlock or Bottleneck), one time step.
-
-    Attributes:
-      kind: ``'basic'`` (3×3, 3×3) or ``'bottleneck'`` (1×1, 3×3, 1×1 with 4× expansion).
-      planes: inner width.
-      out_features: output channels.
-      stride: stride of the block (on ``conv1`` for basic, ``conv2`` for bottleneck, and on the
-        downsample).
-      has_downsample: use a 1×1 sWS conv shortcut on ``h``.
-      beta: input divisor β.
-      alpha: residual scale α.
-      neuron: the neuron (any :class:`~ottt_jax.neuron.Neuron`, already in ``mode``).
-      mode: passed to every conv, which decides its weight-gradient rule from it.
-      dtype: compute dtype.
-    """
-
-    kind: str
-    planes: int
-    out_features: int
-    stride: int
-    has_downsample: bool
-    beta: float
-    alpha: float
-    neuron: Neuron = LIF()
-    mode: Mode = OTTT
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, neurons: dict, keep: Array, x: Array) -> tuple[Array, dict, dict]:
-        """Advance the block one step.
-
-        Args:
-          neurons: ``{'sn1': neuron state, 'sn2': ...[, 'sn3': ...]}``.
-          keep: ``[B]`` the stochastic-depth draw (1 keeps the residual branch, 0 drops it).
-          x: the residual stream ``[B, H, W, C_in]``.
-
-        Returns:
-          ``(out, new_neurons, stats)``: ``out = y · skipinit_gain · α · keep + shortcut``,
-          ``[B, H', W', out_features]``; ``new_neurons`` keyed like ``neurons``; stats
-          ``{'sn1': [B], ...}`` spikes per sample.
-        """
-        dt = self.dtype
-        skip_gain = self.param("skipinit_gain", nn.initializers.zeros, ())
-        x = x.astype(dt)
-        new_neurons, stats = {}, {}
-
-        def fire(key: str, inp: Array) -> tuple[Array, Array | None]:
-            s, st = self.neuron(neurons[key], inp)
-            new_neurons[key] = st
-            stats[key] = spikes_per_sample(s)
-            tr = map_trace(lambda t: t.astype(dt) * SPIKE_SCALE, st.trace)
-            return s.astype(dt) * SPIKE_SCALE, tr
-
-        def conv(name: str, k: int, stride: int, features: int):
-            return Conv(features, k, stride, (k - 1) // 2, dtype=dt, mode=self.mode, name=name)
-
-        h, h_tr = fire("sn1", x / self.beta)
-        if self.has_downsample:
-            shortcut = conv("downsample", 1, self.stride, self.out_features)(h, trace=h_tr)
-        else:
-            shortcut = x
-        if self.kind == "basic":
-            z = conv("conv1", 3, self.stride, self.planes)(h, trace=h_tr)
-            h2, tr2 = fire("sn2", z)
-            y = conv("conv2", 3, 1, self.out_features)(h2, trace=tr2)
-        else:
-            z = conv("conv1", 1, 1, self.planes)(h, trace=h_tr)
-            h2, tr2 = fire("sn2", z)
-            z = conv("conv2", 3, self.stride, self.planes)(h2, trace=tr2)
-            h3, tr3 = fire("sn3", z)
-            y = conv("conv3", 1, 1, self.out_features)(h3, trace=tr3)
-        keep = keep.astype(dt)[:, None, None, None]
-        out = y * skip_gain.astype(dt) * self.alpha * keep + shortcut
-        return out, new_neurons, stats
 
 
 class NFResNet(nn.Module):
@@ -259,15 +148,15 @@ class NFResNet(nn.Module):
                 f"stage_sizes must be a non-empty sequence of ints >= 1, got {sizes!r}"
             )
         object.__setattr__(self, "stage_sizes", tuple(sizes))
-        if self.block not in _EXPANSION:
+        if self.block not in EXPANSION:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
         for field in ("num_classes", "base_planes"):
             check_positive_int(field, getattr(self, field))
         for field in ("stochastic_depth", "fc_dropout"):
             check_rate(field, getattr(self, field))
-        if self.stochastic_depth_schedule not in _SD_SCHEDULES:
+        if self.stochastic_depth_schedule not in SD_SCHEDULES:
             raise ValueError(
-                f"stochastic_depth_schedule must be one of {_SD_SCHEDULES}, "
+                f"stochastic_depth_schedule must be one of {SD_SCHEDULES}, "
                 f"got {self.stochastic_depth_schedule!r}"
             )
         a = self.alpha
@@ -289,7 +178,7 @@ class NFResNet(nn.Module):
           variance starts at 1, grows by α² after each block and is reset to ``1 + α²`` after a
           block with a downsample shortcut; ``β = sqrt(variance)`` before the block.
         """
-        expansion = _EXPANSION[self.block]
+        expansion = EXPANSION[self.block]
         n_blocks = sum(self.stage_sizes)
         var, in_f, specs = 1.0, self.base_planes, []
         for s, n in enumerate(self.stage_sizes):
@@ -377,10 +266,10 @@ class NFResNet(nn.Module):
 
     def _neuron_shapes(self, input_shape: tuple[int, int, int]) -> list[tuple[BlockSpec, dict]]:
         h, w = input_shape[0], input_shape[1]
-        h, w = _out_size(_out_size(h, 2), 2), _out_size(_out_size(w, 2), 2)  # stem conv, pool
+        h, w = out_size(out_size(h, 2), 2), out_size(out_size(w, 2), 2)  # stem conv, pool
         out = []
         for b in self.block_specs():
-            ho, wo = _out_size(h, b.stride), _out_size(w, b.stride)
+            ho, wo = out_size(h, b.stride), out_size(w, b.stride)
             shapes = {"sn1": (h, w, b.in_features)}
             if b.kind == "basic":
                 shapes["sn2"] = (ho, wo, b.planes)

@@ -15,6 +15,10 @@ at the scaled (and pooled) presynaptic trace; the first conv sees the image with
 ``mode=BPTT`` gives the BPTT baseline (ordinary layers, membrane gradients through time) with the
 same parameter tree. The layers decide from the mode; the model passes every trace.
 
+The state types and the static structure (layout parsing, conv names, shapes, fan-outs) live in
+:mod:`ottt_jax.models.vgg_parts`; this module re-exports :data:`VGG11_CFG`, :class:`VGGState` and
+:class:`VGGFeedback`.
+
 Parameter paths follow the official PyTorch names (``features.3.op.weight`` ->
 ``params['features_3']['kernel']``); the neuron layers are named ``lif01, lif02, ...`` in network
 order (:attr:`SpikingVGG.neuron_names`; ``VGGState.neurons``, statistics and
@@ -28,25 +32,31 @@ sequence does not use.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ottt_jax.layers import SPIKE_SCALE, STANDARDIZED, Conv, Linear, avg_pool
 from ottt_jax.mode import OTTT, Mode
 from ottt_jax.models.common import (
-    check_input_shape,
     check_mode,
     check_positive_int,
     check_rate,
-    conv_coverage,
     dropout_mask,
     map_trace,
     spikes_per_sample,
     upsample,
+)
+from ottt_jax.models.vgg_parts import (
+    VGG11_CFG,
+    VGGFeedback,
+    VGGState,
+    check_cfg,
+    conv_specs,
+    layer_sizes,
+    lif_shapes,
 )
 from ottt_jax.neuron import LIF, Neuron, check_neuron
 
@@ -61,73 +71,6 @@ __all__ = [
     "vgg11",
     "vgg11f",
 ]
-
-#: The authors' VGG-11 configuration ``'A'``: ints are 3×3 sWS conv widths, ``'M'`` a 2×2 avg pool.
-VGG11_CFG: tuple = (64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
-
-
-class VGGFeedback(NamedTuple):
-    """VGG-F's feedback buffer: the previous step's scaled last-block output ``F_{t−1}``.
-
-    Attributes:
-      spikes: ``2.74 · m · s`` pooled by the trailing pools, ``[B, h, w, C]`` (detached).
-      trace: the same map of the trace ``â``, ``[B, h, w, C]`` (detached); None when the mode
-        keeps no trace (``mode.keeps_trace`` False).
-    """
-
-    spikes: Array
-    trace: Array | None
-
-
-class VGGState(NamedTuple):
-    """The state of one sequence of a :class:`SpikingVGG` (a pytree; None fields hold no leaves).
-
-    Attributes:
-      neurons: ``{lif_name: neuron state}`` over :attr:`SpikingVGG.neuron_names` (a ``LIFState(v,
-        trace)`` for the default LIF), each leaf ``[B, H_l, W_l, C_l]``. Iterate it through
-        ``neuron_names``: JAX transformations rebuild dicts in sorted key order.
-      neuron_mask: ``{lif_name: [B, H_l, W_l, C_l]}`` per-sequence neuron-dropout masks (0 or
-        ``1/(1−p)``), or None (no neuron dropout in this sequence).
-      fc_mask: ``[B, C]`` the per-sequence dropout mask before the classifier, or None.
-      feedback: VGG-F's :class:`VGGFeedback` ``F_{t−1}``; None for a VGG without feedback.
-      step: VGG-F's step counter (int32 scalar, 0 at the first step: no feedback then); None
-        without feedback.
-    """
-
-    neurons: dict[str, Any]
-    neuron_mask: dict[str, Array] | None = None
-    fc_mask: Array | None = None
-    feedback: VGGFeedback | None = None
-    step: Array | None = None
-
-
-def _check_cfg(cfg: Any) -> tuple:
-    """Return ``cfg`` as a tuple after checking its entries (ValueError naming the bad entry)."""
-    if isinstance(cfg, (str, bytes)) or not isinstance(cfg, (tuple, list)):
-        raise ValueError(f"cfg must be a tuple of positive ints and 'M', got {cfg!r}")
-    cfg = tuple(cfg)
-    if not cfg:
-        raise ValueError("cfg must not be empty; expected e.g. (64, 'M', 128)")
-    for i, v in enumerate(cfg):
-        is_int = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-        if not (v == "M" if isinstance(v, str) else is_int and v > 0):
-            raise ValueError(
-                f"cfg[{i}] = {v!r} is invalid: entries must be positive ints (conv widths) or 'M' "
-                f"(2x2 average pool)"
-            )
-    if not isinstance(cfg[0], (int, np.integer)):
-        raise ValueError(f"cfg must start with a conv width (int), got cfg[0] = {cfg[0]!r}")
-    return tuple(v if isinstance(v, str) else int(v) for v in cfg)
-
-
-def _pool_map(n: int, pools: int) -> tuple[np.ndarray, np.ndarray]:
-    """Map each index of an axis of size n through ``pools`` 2×2 floor pools: (index, kept)."""
-    idx = np.arange(n)
-    kept = np.ones(n, bool)
-    for _ in range(pools):
-        kept &= idx < 2 * (n // 2)
-        idx, n = idx // 2, n // 2
-    return idx, kept
 
 
 class SpikingVGG(nn.Module):
@@ -169,7 +112,7 @@ class SpikingVGG(nn.Module):
     conv_op: Callable[..., Array] | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "cfg", _check_cfg(self.cfg))
+        object.__setattr__(self, "cfg", check_cfg(self.cfg))
         check_positive_int("num_classes", self.num_classes)
         check_neuron(self.neuron)
         check_mode(self.mode)
@@ -187,19 +130,7 @@ class SpikingVGG(nn.Module):
         Official indices: a conv entry holds 3 modules (conv, LIF, Scale) and ``'M'`` one; VGG-F
         takes the first conv out as ``conv1``, so its later indices are one less.
         """
-        convs, idx, pools, n = [], 0, 0, 0
-        for v in self.cfg:
-            if v == "M":
-                idx, pools = idx + 1, pools + 1
-                continue
-            n += 1
-            if self.feedback and n == 1:
-                name = "conv1"
-            else:
-                name = f"features_{idx - 1 if self.feedback else idx}"
-            convs.append((name, f"lif{n:02d}", v, pools))
-            idx, pools = idx + 3, 0
-        return convs
+        return conv_specs(self.cfg, self.feedback)
 
     @property
     def num_pools(self) -> int:
@@ -218,32 +149,7 @@ class SpikingVGG(nn.Module):
 
     def _lif_shapes(self, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
         """Return ``{lif_name: (H, W, C)}`` and validate ``input_shape``."""
-        h, w, _ = check_input_shape(input_shape)
-        shapes = {}
-        for _, lif, feat, pools in self.conv_specs():
-            for _ in range(pools):
-                if h < 2 or w < 2:
-                    raise ValueError(
-                        f"input_shape {tuple(input_shape)} is too small for cfg {self.cfg}: a 2x2 "
-                        f"pool would see a {h}x{w} map"
-                    )
-                h, w = h // 2, w // 2
-            shapes[lif] = (h, w, feat)
-        for _ in range(self.num_tail_pools):
-            if h < 2 or w < 2:
-                raise ValueError(
-                    f"input_shape {tuple(input_shape)} is too small for cfg {self.cfg}: a 2x2 "
-                    f"pool would see a {h}x{w} map"
-                )
-            h, w = h // 2, w // 2
-        if self.feedback:
-            f = 2**self.num_pools
-            if input_shape[0] % f or input_shape[1] % f:
-                raise ValueError(
-                    f"feedback=True needs H and W divisible by 2**{self.num_pools} = {f} so the "
-                    f"upsampled feedback matches conv1's output; got input_shape {input_shape}"
-                )
-        return shapes
+        return lif_shapes(self, input_shape)
 
     def _feature_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """Shape ``(h, w, C)`` of the last feature block's output (after trailing pools)."""
@@ -331,37 +237,7 @@ class SpikingVGG(nn.Module):
           these means by the per-layer spike totals: exact when every neuron of a layer fires
           equally often, else off only by the border/cropping non-uniformity.
         """
-        shapes = self._lif_shapes(input_shape)
-        convs = self.conv_specs()
-        n_tail = self.num_tail_pools
-        out = {}
-        for j, (_, lif, _, _) in enumerate(convs):
-            h, w, c = shapes[lif]
-            if j + 1 < len(convs):
-                _, nxt_lif, c_next, pools = convs[j + 1]
-                h2, w2, _ = shapes[nxt_lif]
-                rows = self._axis_fan(h, pools, conv_coverage(h2))
-                cols = self._axis_fan(w, pools, conv_coverage(w2))
-                fan = c_next * rows.sum() * cols.sum() / (h * w)
-            else:
-                rows = self._axis_fan(h, n_tail, np.ones(h // 2**n_tail, int))
-                cols = self._axis_fan(w, n_tail, np.ones(w // 2**n_tail, int))
-                fan = self.num_classes * rows.sum() * cols.sum() / (h * w)
-                if self.feedback:
-                    s = 2**self.num_pools
-                    h0, w0 = int(input_shape[0]), int(input_shape[1])
-                    cov_r = conv_coverage(h0).reshape(-1, s).sum(1)  # per F row: its s×s block
-                    cov_c = conv_coverage(w0).reshape(-1, s).sum(1)
-                    rows = self._axis_fan(h, n_tail, cov_r)
-                    cols = self._axis_fan(w, n_tail, cov_c)
-                    fan += convs[0][2] * rows.sum() * cols.sum() / (h * w)
-            out[lif] = (h * w * c, float(fan))
-        return out
-
-    @staticmethod
-    def _axis_fan(n: int, pools: int, target: np.ndarray) -> np.ndarray:
-        idx, kept = _pool_map(n, pools)
-        return np.where(kept, target[np.minimum(idx, len(target) - 1)], 0)
+        return layer_sizes(self, input_shape)
 
     # -----------------------------------------------------------------------------------------
     # One time step.
