@@ -72,4 +72,7 @@ def instantaneous_loss(
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     mse = jnp.mean((logits - onehot) ** 2)
     loss = ((1.0 - beta) * ce + beta * mse) / num_steps
-    return jnp.where(valid, loss, jnp.nan)  # an out-of-range label never trains silently
+    # An out-of-range label makes the loss NaN (never a silent finite value). The poison is added
+    # outside the gradient: the backward graph, and so every float of the gradient, is the plain
+    # loss's (a select on the loss itself changed XLA's fusion and the digits trajectory).
+    return loss + jax.lax.stop_gradient(jnp.where(valid, 0.0, jnp.nan))
