@@ -117,6 +117,29 @@ def check_rule(
 
     with mode_lib.active(mode, "check_rule"):
         g_full, g_one, g_pert = grads(params, state)
+    report, bad = _classify(g_full, g_one, g_pert, mode, rtol)
+    if strict and bad:
+        raise ValueError(
+            f"under mode={mode}, these kernels follow a rule the mode forbids: {', '.join(bad)}"
+        )
+    return report
+
+
+def _classify(
+    g_full: PyTree, g_one: PyTree, g_pert: PyTree, mode: Mode, rtol: float
+) -> tuple[dict[str, str], list[str]]:
+    """Name each kernel's rule from its three gradients; list those the mode forbids.
+
+    Args:
+      g_full: the gradient through two steps.
+      g_one: the gradient of the second step alone.
+      g_pert: the second step's gradient with the carried traces perturbed.
+      mode: the mode the step ran in.
+      rtol: the relative difference that counts as a dependence.
+
+    Returns:
+      ``({path: rule}, ["path (rule)" for every forbidden one])``.
+    """
     report, bad = {}, []
     flat = jax.tree_util.tree_leaves_with_path(g_one)
     for (path, g1), gf, gp in zip(
@@ -138,8 +161,4 @@ def check_rule(
         )
         if forbidden:
             bad.append(f"{name} ({follows})")
-    if strict and bad:
-        raise ValueError(
-            f"under mode={mode}, these kernels follow a rule the mode forbids: {', '.join(bad)}"
-        )
-    return report
+    return report, bad

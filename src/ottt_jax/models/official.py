@@ -228,32 +228,55 @@ def import_official(
     missing = [exp_official[p][0] for p in expected if p not in source_of]
 
     if missing or unexpected or mismatched:
-        parts = ["the checkpoint does not match the model:"]
-        if missing:
-            parts.append(f"  missing parameters ({len(missing)}):{_listing(missing)}")
-        if unexpected:
-            parts.append(f"  unexpected parameters ({len(unexpected)}):{_listing(unexpected)}")
-        if mismatched:
-            parts.append(
-                f"  shape mismatches ({len(mismatched)}; PyTorch layout):{_listing(mismatched)}"
-            )
-        ckpt_desc = describe_architecture({n: tuple(a.shape) for n, a in arrays.items()})
-        model_desc = describe_architecture(dict(exp_official.values()))
-        matched = len(source_of)
-        if ckpt_desc != model_desc or matched < len(arrays) / 2:
-            note = (
-                f"most parameter names do not match ({matched} of {len(arrays)}); "
-                if matched < len(arrays) / 2
-                else ""
-            )
-            parts.append(
-                f"  hint: {note}the checkpoint looks like {ckpt_desc}, but the model is "
-                f"{model_desc}; build the model that matches the checkpoint"
-            )
-        raise ValueError("\n".join(parts))
+        raise ValueError(
+            _mismatch_report(arrays, exp_official, len(source_of), missing, unexpected, mismatched)
+        )
 
     tree = traverse_util.unflatten_dict({p: jnp.asarray(v) for p, v in params.items()})
     return tree
+
+
+def _mismatch_report(
+    arrays: Mapping[str, np.ndarray],
+    exp_official: Mapping[Path, tuple[str, tuple[int, ...]]],
+    matched: int,
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[str],
+) -> str:
+    """Describe how a checkpoint fails to match the model, with a hint when it looks like another.
+
+    Args:
+      arrays: the checkpoint's ``{official name: array}``.
+      exp_official: the model's ``{flax path: (official name, PyTorch-layout shape)}``.
+      matched: how many checkpoint names matched a model parameter.
+      missing, unexpected, mismatched: the listed problems.
+
+    Returns:
+      The multi-line error message.
+    """
+    parts = ["the checkpoint does not match the model:"]
+    if missing:
+        parts.append(f"  missing parameters ({len(missing)}):{_listing(missing)}")
+    if unexpected:
+        parts.append(f"  unexpected parameters ({len(unexpected)}):{_listing(unexpected)}")
+    if mismatched:
+        parts.append(
+            f"  shape mismatches ({len(mismatched)}; PyTorch layout):{_listing(mismatched)}"
+        )
+    ckpt_desc = describe_architecture({n: tuple(a.shape) for n, a in arrays.items()})
+    model_desc = describe_architecture(dict(exp_official.values()))
+    if ckpt_desc != model_desc or matched < len(arrays) / 2:
+        note = (
+            f"most parameter names do not match ({matched} of {len(arrays)}); "
+            if matched < len(arrays) / 2
+            else ""
+        )
+        parts.append(
+            f"  hint: {note}the checkpoint looks like {ckpt_desc}, but the model is "
+            f"{model_desc}; build the model that matches the checkpoint"
+        )
+    return "\n".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
