@@ -19,11 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ottt_jax import rules
+from ottt_jax import online, rules
 from ottt_jax.losses import instantaneous_loss
+from ottt_jax.mode import OTTT
 from ottt_jax.neuron import LIF
 from ottt_jax.trace import dense_spike_trace
 
@@ -123,3 +124,38 @@ def test_ottt_o_refuses_a_grad_reduce_that_leaves_the_gradient_varying():
     _, args, mapped = _per_device("ottt_o", lambda g: g)
     with pytest.raises(ValueError, match=r"grad_reduce returned a gradient that still varies"):
         mapped(*args)
+
+
+@pytest.mark.parametrize("name", ["ottt_a", "ottt_o"])
+def test_jit_over_a_named_sharding_needs_no_reduce(name):
+    """Catches: a vma cast that is not a no-op outside shard_map (jit with sharded inputs)."""
+    rule = rules.get_rule(name)
+    step, params, st, x, y = _problem(rule.mode)
+    opt_state = OPT.init(params)
+
+    def one(p, o, st, x, y):
+        r = rule.apply(step, LOSS, OPT, p, o, st, x, y, num_steps=T)
+        return r.params, r.opt_state
+
+    batch = NamedSharding(Mesh(np.array(jax.devices()[:DEVICES]), ("data",)), P("data"))
+    sharded = jax.device_put((st, x, y), batch)
+    chex.assert_trees_all_close(
+        jax.jit(one)(params, opt_state, *sharded),
+        jax.jit(one)(params, opt_state, st, x, y),
+        rtol=2e-5,
+        atol=1e-6,
+    )
+
+
+def test_forward_in_shard_map_with_a_state_built_inside():
+    """Catches: forward's scan carry typed replicated while the body makes it per-device."""
+    step, params, _, x, _ = _problem(OTTT)
+
+    def run(p, x):
+        st = LIF(mode=OTTT).init_state((x.shape[0], H))  # replicated zeros
+        return online.forward(step, p, st, x, num_steps=T)[0]
+
+    mesh = Mesh(np.array(jax.devices()[:DEVICES]), ("data",))
+    out_specs = P(None, "data")  # [T, B, K]
+    mapped = jax.jit(jax.shard_map(run, mesh=mesh, in_specs=(P(), P("data")), out_specs=out_specs))
+    np.testing.assert_allclose(mapped(params, x), jax.jit(run)(params, x), rtol=1e-6, atol=1e-6)

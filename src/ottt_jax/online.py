@@ -37,6 +37,10 @@ apply a transform to the function *and* the hoist's inner step). The rules whose
 fixed over the sequence (everything but :func:`ottt_update`) evaluate the hoist once, take every
 step's gradient w.r.t. its output, and pull the sum back through its VJP once after the scan.
 
+Under ``jax.shard_map`` every gradient here is the device's own (the parameters are cast to
+varying over the batch's mesh axes before differentiation; :mod:`ottt_jax.vma`): reduce it with
+``grad_reduce``.
+
 The functions here also accept a bare callable (no mode known: layers inside run in their own
 mode, else OTTT). Given a :class:`Step`, they trace it with its mode active
 (:func:`ottt_jax.mode.active`), so every layer and neuron inside inherits it or is refused.
@@ -207,6 +211,10 @@ def ottt_update(
 
     Returns:
       :class:`OnlineUpdateResult`. Step ``t+1`` runs with the parameters updated at step ``t``.
+
+    Raises:
+      ValueError: naming ``grad_reduce`` when, under ``shard_map``, its gradient still varies
+        over a mesh axis the parameters are replicated over.
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = scan_inputs(inputs, num_steps)
