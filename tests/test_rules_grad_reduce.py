@@ -5,6 +5,10 @@ A user who composes a rule in their own data-parallel step (``shard_map`` over t
 device. For a grad rule the reduction applies to the gradient summed over the sequence, for
 OTTT_O to each step's; a rule that ignored it would leave every device with its own shard's
 update and the replicas would drift apart silently.
+
+``shard_map`` runs with its default ``check_vma=True``: the rules differentiate at parameters
+typed as varying over the batch's axes, so each device's gradient is that of its own shard (what
+``grad_reduce`` expects), and their scan carries are typed as the body leaves them.
 """
 
 import functools
@@ -15,11 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ottt_jax import rules
+from ottt_jax import online, rules
 from ottt_jax.losses import instantaneous_loss
+from ottt_jax.mode import OTTT
 from ottt_jax.neuron import LIF
 from ottt_jax.trace import dense_spike_trace
 
@@ -67,10 +72,8 @@ def test_pmean_in_shard_map_equals_the_whole_batch_update(name):
             mesh=mesh,
             in_specs=(P(), P(), P("data"), P("data"), P("data")),
             out_specs=(P(), P()),
-            # The library's scans and custom VJPs do not track varying manual axes (their
-            # carries and cotangents are typed as replicated), so the check is off; the
-            # replication of the outputs is what this test checks instead.
-            check_vma=False,
+            # check_vma is left at its default (True): out_specs P() is then also a type check
+            # that the reduced parameters are replicated.
         )
     )(params, opt_state, st, x, y)
     chex.assert_trees_all_close(sharded, whole, rtol=2e-5, atol=1e-6)
@@ -84,3 +87,75 @@ def test_pmean_in_shard_map_equals_the_whole_batch_update(name):
     alone = jax.jit(functools.partial(one, reduce=None))(params, opt_state, *shard)
     diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), alone[0], whole[0])
     assert max(jax.tree.leaves(diff)) > 1e-3, diff
+
+
+def _per_device(name, reduce):
+    """Run ``rule.apply`` in ``shard_map`` with ``grad_reduce=reduce``, the state built inside."""
+    rule = rules.get_rule(name)
+    step, params, _, x, y = _problem(rule.mode)
+    opt_state = OPT.init(params)
+    key = jax.random.PRNGKey(2)
+
+    def one(p, o, x, y):
+        st = LIF(mode=rule.mode).init_state((x.shape[0], H))  # replicated zeros, typed so
+        r = rule.apply(step, LOSS, OPT, p, o, st, x, y, num_steps=T, key=key, grad_reduce=reduce)
+        return r.params
+
+    mesh = Mesh(np.array(jax.devices()[:DEVICES]), ("data",))
+    data = P("data")
+    mapped = jax.shard_map(one, mesh=mesh, in_specs=(P(), P(), data, data), out_specs=data)
+    return one, (params, opt_state, x, y), jax.jit(mapped)
+
+
+@pytest.mark.parametrize("name", rules.rule_names())
+def test_without_grad_reduce_each_device_takes_its_own_shards_update(name):
+    """Catches: gradients taken at the replicated parameters (JAX then sums them over devices)."""
+    one, args, mapped = _per_device(name, None)
+    stacked = mapped(*args)  # each device's parameters, stacked on axis 0
+    params, opt_state, x, y = args
+    for d, (xd, yd) in enumerate(zip(np.split(x, DEVICES), np.split(y, DEVICES), strict=True)):
+        alone = jax.jit(one)(params, opt_state, xd, yd)
+        mine = {k: np.split(v, DEVICES)[d] for k, v in stacked.items()}
+        chex.assert_trees_all_close(mine, alone, rtol=2e-5, atol=1e-6)
+
+
+def test_ottt_o_refuses_a_grad_reduce_that_leaves_the_gradient_varying():
+    """Catches: a per-step update from an unreduced gradient, met as a scan type error."""
+    _, args, mapped = _per_device("ottt_o", lambda g: g)
+    with pytest.raises(ValueError, match=r"grad_reduce returned a gradient that still varies"):
+        mapped(*args)
+
+
+@pytest.mark.parametrize("name", ["ottt_a", "ottt_o"])
+def test_jit_over_a_named_sharding_needs_no_reduce(name):
+    """Catches: a vma cast that is not a no-op outside shard_map (jit with sharded inputs)."""
+    rule = rules.get_rule(name)
+    step, params, st, x, y = _problem(rule.mode)
+    opt_state = OPT.init(params)
+
+    def one(p, o, st, x, y):
+        r = rule.apply(step, LOSS, OPT, p, o, st, x, y, num_steps=T)
+        return r.params, r.opt_state
+
+    batch = NamedSharding(Mesh(np.array(jax.devices()[:DEVICES]), ("data",)), P("data"))
+    sharded = jax.device_put((st, x, y), batch)
+    chex.assert_trees_all_close(
+        jax.jit(one)(params, opt_state, *sharded),
+        jax.jit(one)(params, opt_state, st, x, y),
+        rtol=2e-5,
+        atol=1e-6,
+    )
+
+
+def test_forward_in_shard_map_with_a_state_built_inside():
+    """Catches: forward's scan carry typed replicated while the body makes it per-device."""
+    step, params, _, x, _ = _problem(OTTT)
+
+    def run(p, x):
+        st = LIF(mode=OTTT).init_state((x.shape[0], H))  # replicated zeros
+        return online.forward(step, p, st, x, num_steps=T)[0]
+
+    mesh = Mesh(np.array(jax.devices()[:DEVICES]), ("data",))
+    out_specs = P(None, "data")  # [T, B, K]
+    mapped = jax.jit(jax.shard_map(run, mesh=mesh, in_specs=(P(), P("data")), out_specs=out_specs))
+    np.testing.assert_allclose(mapped(params, x), jax.jit(run)(params, x), rtol=1e-6, atol=1e-6)

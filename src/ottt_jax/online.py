@@ -37,6 +37,10 @@ apply a transform to the function *and* the hoist's inner step). The rules whose
 fixed over the sequence (everything but :func:`ottt_update`) evaluate the hoist once, take every
 step's gradient w.r.t. its output, and pull the sum back through its VJP once after the scan.
 
+Under ``jax.shard_map`` every gradient here is the device's own (the parameters are cast to
+varying over the batch's mesh axes before differentiation; :mod:`ottt_jax.vma`): reduce it with
+``grad_reduce``.
+
 The functions here also accept a bare callable (no mode known: layers inside run in their own
 mode, else OTTT). Given a :class:`Step`, they trace it with its mode active
 (:func:`ottt_jax.mode.active`), so every layer and neuron inside inherits it or is refused.
@@ -77,6 +81,7 @@ from ottt_jax.step import (
     step_parts,
     with_step_mode,
 )
+from ottt_jax.vma import cast_varying, varying_axes
 
 __all__ = [
     "Hoist",
@@ -130,6 +135,7 @@ def forward(
         out, st = step(params, st, get(x_t))
         return st, out
 
+    state = cast_varying(state, varying_axes(params, state, inputs))  # as the body returns it
     state, outs = lax.scan(body, state, xs, length=t)
     return outs, state
 
@@ -163,7 +169,8 @@ def ottt_grad(
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = scan_inputs(inputs, num_steps)
-    inner, q, pullback = hoisted(step, params)
+    axes = varying_axes(params, state, inputs, targets)
+    inner, q, pullback = hoisted(step, cast_varying(params, axes))  # per-device gradients
     vg = jax.value_and_grad(step_loss(inner, loss_fn, targets), has_aux=True)
 
     def body(carry, x_t):
@@ -172,8 +179,8 @@ def ottt_grad(
         g_sum = acc_add(g_sum, g)
         return (st, loss_sum + loss.astype(jnp.float32), g_sum), out
 
-    g0 = acc_zeros(q)
-    (state, loss, grads), outs = lax.scan(body, (state, jnp.float32(0), g0), xs, length=t)
+    carry = cast_varying((state, jnp.float32(0), acc_zeros(q)), axes)
+    (state, loss, grads), outs = lax.scan(body, carry, xs, length=t)
     grads = acc_cast(pullback(grads), params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)
 
@@ -204,26 +211,48 @@ def ottt_update(
 
     Returns:
       :class:`OnlineUpdateResult`. Step ``t+1`` runs with the parameters updated at step ``t``.
+
+    Raises:
+      ValueError: naming ``grad_reduce`` when, under ``shard_map``, its gradient still varies
+        over a mesh axis the parameters are replicated over.
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = scan_inputs(inputs, num_steps)
     fn, _, _ = step_parts(step)  # the parameters change every step: no hoist
     vg = jax.value_and_grad(step_loss(fn, loss_fn, targets), has_aux=True)
+    axes = varying_axes(params, opt_state, state, inputs, targets)
+    if grad_reduce is None:  # under shard_map each device then trains its own copy
+        params, opt_state = cast_varying((params, opt_state), axes)
 
     def body(carry, x_t):
         p, o, st, loss_sum = carry
-        (loss, (out, st)), g = vg(p, st, get(x_t))
+        (loss, (out, st)), g = vg(cast_varying(p, axes), st, get(x_t))  # per-device gradient
         if grad_reduce is not None:
-            g = grad_reduce(g)
+            g = _check_reduced(grad_reduce(g), p)
         updates, o = optimizer.update(g, o, p)
         p = optax.apply_updates(p, updates)
         return (p, o, st, loss_sum + loss.astype(jnp.float32)), out
 
-    carry = (params, opt_state, state, jnp.float32(0))
+    carry = (params, opt_state, *cast_varying((state, jnp.float32(0)), axes))
     (params, opt_state, state, loss), outs = lax.scan(body, carry, xs, length=t)
     return OnlineUpdateResult(
         loss=loss, params=params, opt_state=opt_state, outputs=outs, state=state
     )
+
+
+def _check_reduced(g: PyTree, params: PyTree) -> PyTree:
+    """Refuse a reduced gradient that still varies over a mesh axis its parameter does not."""
+    extra = set()
+    for gl, pl in zip(jax.tree.leaves(g), jax.tree.leaves(params), strict=True):
+        extra |= varying_axes(gl) - varying_axes(pl)
+    if extra:
+        raise ValueError(
+            f"grad_reduce returned a gradient that still varies over the shard_map axes "
+            f"{sorted(extra, key=str)}, over which the parameters are replicated: reduce over "
+            f"every axis the batch is split on, e.g. lambda g: jax.lax.pmean(g, "
+            f"{tuple(sorted(extra, key=str))})"
+        )
+    return g
 
 
 @with_step_mode
@@ -246,7 +275,8 @@ def bptt_grad(
     """
     t = check_time_major(inputs, num_steps, targets)
     xs, get = scan_inputs(inputs, num_steps)
-    inner, q, pullback = hoisted(step, params)
+    axes = varying_axes(params, state, inputs, targets)
+    inner, q, pullback = hoisted(step, cast_varying(params, axes))  # per-device gradients
     f = step_loss(inner, loss_fn, targets)
 
     def total_loss(p):
@@ -255,7 +285,8 @@ def bptt_grad(
             loss, (out, st) = f(p, st, get(x_t))
             return (st, loss_sum + loss.astype(jnp.float32)), out
 
-        (st, loss), outs = lax.scan(body, (state, jnp.float32(0)), xs, length=t)
+        carry = cast_varying((state, jnp.float32(0)), axes)
+        (st, loss), outs = lax.scan(body, carry, xs, length=t)
         return loss, (outs, st)
 
     (loss, (outs, st)), grads = jax.value_and_grad(total_loss, has_aux=True)(q)
@@ -310,7 +341,8 @@ def sltt_k_grad(
         raise ValueError("SLTT-K (sltt_k) needs a PRNG key (key=...) to draw its time steps")
     sampled = sample_time_steps(key, t, k)
     xs, get = scan_inputs(inputs, num_steps)
-    inner, q, pullback = hoisted(step, params)
+    axes = varying_axes(params, state, inputs, targets, sampled)
+    inner, q, pullback = hoisted(step, cast_varying(params, axes))  # per-device gradients
     f = step_loss(inner, loss_fn, targets)
     vg = jax.value_and_grad(f, has_aux=True)
 
@@ -329,8 +361,7 @@ def sltt_k_grad(
         loss, out, st, g_sum = lax.cond(take, learn, skip, get(x_t), st, g_sum)
         return (st, loss_sum + loss, g_sum), out
 
-    g0 = acc_zeros(q)
-    carry = (state, jnp.float32(0), g0)
+    carry = cast_varying((state, jnp.float32(0), acc_zeros(q)), axes)
     (state, loss, grads), outs = lax.scan(body, carry, (xs, sampled), length=t)
     grads = acc_cast(pullback(grads), params)
     return OnlineResult(loss=loss, grads=grads, outputs=outs, state=state)

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ottt_jax.vma import match_varying, varying_axes
+
 Array = jax.Array
 
 __all__ = [
@@ -54,6 +56,20 @@ def update_trace(trace: Array, spikes: Array, decay: float) -> Array:
     return lax.stop_gradient(decay * trace + spikes)
 
 
+def _typed(cts, w, trace):
+    """Type the cotangents of ``(w, spikes, trace)`` like their primals (:mod:`ottt_jax.vma`).
+
+    Under ``shard_map(check_vma=True)`` a replicated weight receives the sum of its per-device
+    cotangents and spikes replicated over an axis the weight is split on the sum of the
+    per-shard ones, as JAX's autodiff of the plain layer gives them. The spikes vary like the
+    trace (:func:`_check_pair`), which is the residual kept.
+    """
+    d_w, d_spikes, d_trace = cts
+    trace_axes = varying_axes(trace)
+    d_spikes, d_trace = match_varying((d_spikes, d_trace), trace_axes)
+    return match_varying(d_w, varying_axes(w)), d_spikes, d_trace
+
+
 # ---------------------------------------------------------------------------------------------
 # General rule, for any layer affine in its input.
 # ---------------------------------------------------------------------------------------------
@@ -72,7 +88,7 @@ def _spike_trace_bwd(f, res, g):
     params, trace = res
     # f is affine in x, so its input-VJP is the same at any point; evaluate it at the trace.
     _, vjp = jax.vjp(f, params, trace)
-    d_params, d_spikes = vjp(g)
+    d_params, d_spikes = vjp(g)  # JAX's VJP types them like params and trace (ottt_jax.vma)
     return d_params, d_spikes, jnp.zeros_like(trace)
 
 
@@ -126,7 +142,8 @@ def _dense_st_bwd(trace_scale, res, g):
     w, trace = res
     a2 = trace.reshape(-1, trace.shape[-1])
     dw = (a2.T @ g.reshape(-1, g.shape[-1])) * trace_scale
-    return dw.astype(w.dtype), (g @ w.T).astype(trace.dtype), jnp.zeros_like(trace)
+    cts = (dw.astype(w.dtype), (g @ w.T).astype(trace.dtype), jnp.zeros_like(trace))
+    return _typed(cts, w, trace)
 
 
 _dense_st.defvjp(_dense_st_fwd, _dense_st_bwd)
@@ -242,7 +259,7 @@ def _conv_st_bwd(strides, padding, trace_scale, res, g):
         dw = dw * trace_scale
     dw = dw.astype(w.dtype)
     dx = conv_input_grad(g, w, trace.shape[1:3], strides, padding).astype(trace.dtype)
-    return dw, dx, jnp.zeros_like(trace)
+    return _typed((dw, dx, jnp.zeros_like(trace)), w, trace)
 
 
 _conv_st.defvjp(_conv_st_fwd, _conv_st_bwd)
@@ -289,4 +306,11 @@ def _check_pair(spikes, trace) -> None:
         raise ValueError(
             f"spikes and trace must have the same shape, got {jnp.shape(spikes)} and "
             f"{jnp.shape(trace)}"
+        )
+    s_axes, t_axes = varying_axes(spikes), varying_axes(trace)
+    if s_axes != t_axes:
+        raise ValueError(
+            f"spikes and trace must vary over the same shard_map axes (a trace is built from "
+            f"its spikes), got {sorted(s_axes, key=str)} and {sorted(t_axes, key=str)}: cast "
+            f"the replicated one with jax.lax.pcast(x, axes, to='varying')"
         )
