@@ -46,6 +46,7 @@ def test_dataset_info_facts():
         10000,
     )
     assert cifar.mean == aug.CIFAR_MEAN and cifar.std == aug.CIFAR_STD
+    assert (cifar.name, cifar.is_sequence, cifar.num_frames) == ("cifar10", False, None)
     assert get_dataset_info("cifar100").num_classes == 100
     assert get_dataset_info("cifar100").mean == aug.CIFAR_MEAN  # the authors reuse CIFAR-10's
     imnet = get_dataset_info("imagenet2012")

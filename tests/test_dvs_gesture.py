@@ -32,6 +32,14 @@ def _aedat():
     ])  # fmt: skip
 
 
+def test_read_aedat_reads_a_path_like_its_bytes(tmp_path):
+    path = tmp_path / "user01_fluorescent.aedat"
+    path.write_bytes(_aedat())
+    from_path = dvs_gesture.read_aedat(path)
+    assert from_path.shape == (3,)
+    np.testing.assert_array_equal(from_path, dvs_gesture.read_aedat(_aedat()))
+
+
 def test_read_aedat_decodes_polarity_packets_by_hand():
     ev = dvs_gesture.read_aedat(_aedat())
     assert ev.dtype == events.DVS_EVENT

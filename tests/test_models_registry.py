@@ -50,6 +50,35 @@ def test_builtin_entries_and_their_documented_options():
     assert nf.mode == OTTT and nf.neuron == LIF()
 
 
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("vgg", {"vgg_cfg": (8, "M"), "neuron_dropout": 0.1, "fc_dropout": 0.2}),
+        ("vggf", {"vgg_cfg": (8, "M"), "neuron_dropout": 0.1, "fc_dropout": 0.2}),
+        ("nfresnet18", {"stochastic_depth": 0.1, "fc_dropout": 0.2}),
+        ("nfresnet34", {"stochastic_depth": 0.1, "fc_dropout": 0.2}),
+        ("nfresnet50", {"stochastic_depth": 0.1, "fc_dropout": 0.2}),
+        ("rsnn", {"hidden": (5, 6), "recurrent": False, "weight_standardization": False}),
+    ],
+)
+def test_every_builtin_entry_passes_the_common_arguments_and_its_options(name, options):
+    neuron = LIF(decay=0.25)
+    model = build_model(
+        name, num_classes=7, neuron=neuron, mode=BPTT, dtype=jnp.bfloat16, options=options
+    )
+    assert (model.num_classes, model.neuron, model.mode, model.dtype) == (
+        7,
+        neuron,
+        BPTT,
+        jnp.bfloat16,
+    )
+    renamed = {"vgg_cfg": "cfg"}
+    for key, value in options.items():
+        assert getattr(model, renamed.get(key, key)) == value, key
+    if name.startswith("vgg"):
+        assert model.feedback == (name == "vggf")
+
+
 def test_errors_name_the_model_the_option_and_the_field():
     with pytest.raises(ValueError, match=r"unknown model 'resnet'.*'vgg'.*'nfresnet50'"):
         build_model("resnet", num_classes=10)

@@ -30,6 +30,16 @@ def test_read_bin_decodes_the_40_bit_events_by_hand():
         nmnist.read_bin(data[:-1])
 
 
+def test_read_bin_reads_a_path_like_its_bytes(tmp_path):
+    data = bytes([3, 5, 0x81, 0x23, 0x45, 1, 2, 0x80, 0x00, 0x07])
+    path = tmp_path / "00001.bin"
+    path.write_bytes(data)
+    from_path = nmnist.read_bin(path)
+    np.testing.assert_array_equal(from_path, nmnist.read_bin(data))
+    np.testing.assert_array_equal(from_path["t"], [0x012345, 7])
+    np.testing.assert_array_equal(nmnist.read_bin(str(path)), from_path)
+
+
 def _random_events(rng, n):
     t = np.sort(rng.integers(0, 300_000, n))
     x, y, p = rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n)

@@ -100,3 +100,16 @@ def test_get_surrogate_and_errors():
         sg.Sigmoid(-1.0)
     with pytest.raises(ValueError, match="must be floating point"):
         sg.Sigmoid()(jnp.array([1, 2]))
+
+
+@pytest.mark.parametrize(
+    "cls, field",
+    [(sg.Sigmoid, "alpha"), (sg.Rectangular, "a"), (sg.Clamp, "v_th"), (sg.Atan, "alpha")],
+)
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "2"])
+def test_builtin_surrogates_refuse_a_bad_parameter_by_name(cls, field, bad):
+    with pytest.raises(
+        ValueError, match=f"surrogate parameter {field} must be a finite number > 0"
+    ):
+        cls(bad)
+    assert getattr(cls(0.5), field) == 0.5

@@ -181,6 +181,54 @@ class Rule:
         ctx = mode_lib.active(self.mode, f"rule {self.name!r}", debug=bool(debug_checks))
         return s, inputs, num_steps, ctx
 
+    def apply(
+        self,
+        step: Any,
+        loss_fn: Callable[..., Any],
+        optimizer: optax.GradientTransformation,
+        params: PyTree,
+        opt_state: PyTree,
+        state: PyTree,
+        inputs: PyTree,
+        targets: PyTree,
+        *,
+        num_steps: Any = None,
+        key: Any = None,
+        grad_reduce: Callable[[PyTree], PyTree] | None = None,
+        rule_state: PyTree = None,
+        time_axis: int | None = None,
+        debug_checks: bool = False,
+    ) -> OnlineUpdateResult:
+        """Train on one batch: one optimizer update (a GradRule) or one per time step (a StepRule).
+
+        Args:
+          step: an :class:`~ottt_jax.online.Step` (see :meth:`check_step`).
+          loss_fn, params, state, inputs, targets, num_steps: as in
+            :func:`ottt_jax.online.ottt_grad`.
+          optimizer: an optax transformation.
+          opt_state: its state.
+          key: PRNG key for a stochastic rule.
+          grad_reduce: optional function applied to the gradient before each update.
+          rule_state: the rule's state (None for a stateless rule).
+          time_axis: 0 (time-major) or 1 (batch-major) for a sequence; needed when B == T.
+          debug_checks: refuse non-finite inputs and out-of-range labels at run time.
+
+        Returns:
+          :class:`~ottt_jax.online.OnlineUpdateResult` with the new ``rule_state``. Under a
+          StepRule, step ``t+1`` runs with the parameters updated at step ``t``.
+        """
+        s, inputs, num_steps, ctx = self._prepare(
+            step, inputs, targets, num_steps, time_axis, debug_checks
+        )
+        args = (s, loss_fn, optimizer, params, opt_state, state, inputs, targets)
+        kw = {"num_steps": num_steps, "key": key, "rule_state": rule_state}
+        with ctx:
+            return self._update(*args, **kw, grad_reduce=grad_reduce)
+
+    def _update(self, *args: Any, **kw: Any) -> OnlineUpdateResult:  # pragma: no cover - abstract
+        """Run the kind's update on a checked step inside the rule's mode (see :meth:`apply`)."""
+        raise NotImplementedError
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GradRule(Rule):
@@ -197,17 +245,6 @@ class GradRule(Rule):
         super().__post_init__()
         if not callable(self.grad_fn):
             raise ValueError(f"GradRule.grad_fn must be callable, got {self.grad_fn!r}")
-
-    def _grad(self, step, loss_fn, params, state, inputs, targets, **kw):
-        num_steps, key, rule_state = kw["num_steps"], kw["key"], kw["rule_state"]
-        s, inputs, num_steps, ctx = self._prepare(
-            step, inputs, targets, num_steps, kw["time_axis"], kw["debug_checks"]
-        )
-        kw = {"num_steps": num_steps, "key": key, "options": self.options}
-        with ctx:
-            return self.grad_fn(
-                s, loss_fn, params, state, inputs, targets, **kw, rule_state=rule_state
-            )
 
     def grad(
         self,
@@ -238,44 +275,24 @@ class GradRule(Rule):
         Returns:
           :class:`~ottt_jax.online.OnlineResult` with the gradients summed over the T steps.
         """
+        s, inputs, num_steps, ctx = self._prepare(
+            step, inputs, targets, num_steps, time_axis, debug_checks
+        )
         kw = {"num_steps": num_steps, "key": key, "rule_state": rule_state}
-        kw.update(time_axis=time_axis, debug_checks=debug_checks)
-        return self._grad(step, loss_fn, params, state, inputs, targets, **kw)[0]
+        with ctx:
+            res, _ = self.grad_fn(
+                s, loss_fn, params, state, inputs, targets, **kw, options=self.options
+            )
+        return res
 
-    def apply(
-        self,
-        step: Any,
-        loss_fn: Callable[..., Any],
-        optimizer: optax.GradientTransformation,
-        params: PyTree,
-        opt_state: PyTree,
-        state: PyTree,
-        inputs: PyTree,
-        targets: PyTree,
-        *,
-        num_steps: Any = None,
-        key: Any = None,
-        grad_reduce: Callable[[PyTree], PyTree] | None = None,
-        rule_state: PyTree = None,
-        time_axis: int | None = None,
-        debug_checks: bool = False,
+    def _update(
+        self, step, loss_fn, optimizer, params, opt_state, state, inputs, targets, **kw
     ) -> OnlineUpdateResult:
-        """Train on one batch: the batch gradient, then one optimizer update.
-
-        Args:
-          step, loss_fn, params, state, inputs, targets, num_steps, key, rule_state, time_axis,
-            debug_checks: as in :meth:`grad`.
-          optimizer: an optax transformation.
-          opt_state: its state.
-          grad_reduce: optional function applied to the gradient before the update.
-
-        Returns:
-          :class:`~ottt_jax.online.OnlineUpdateResult` after one update, with the new
-          ``rule_state``.
-        """
-        kw = {"num_steps": num_steps, "key": key, "rule_state": rule_state}
-        kw.update(time_axis=time_axis, debug_checks=debug_checks)
-        res, rule_state = self._grad(step, loss_fn, params, state, inputs, targets, **kw)
+        """Take the batch gradient, then make one optimizer update (see :meth:`Rule.apply`)."""
+        grad_reduce = kw.pop("grad_reduce")
+        res, rule_state = self.grad_fn(
+            step, loss_fn, params, state, inputs, targets, **kw, options=self.options
+        )
         grads = res.grads if grad_reduce is None else grad_reduce(res.grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -311,38 +328,9 @@ class StepRule(Rule):
             f"rule {self.name!r} updates after every step and has no batch gradient; use rule.apply"
         )
 
-    def apply(
-        self,
-        step: Any,
-        loss_fn: Callable[..., Any],
-        optimizer: optax.GradientTransformation,
-        params: PyTree,
-        opt_state: PyTree,
-        state: PyTree,
-        inputs: PyTree,
-        targets: PyTree,
-        *,
-        num_steps: Any = None,
-        key: Any = None,
-        grad_reduce: Callable[[PyTree], PyTree] | None = None,
-        rule_state: PyTree = None,
-        time_axis: int | None = None,
-        debug_checks: bool = False,
-    ) -> OnlineUpdateResult:
-        """Train on one batch with T optimizer updates (arguments as in :meth:`GradRule.apply`).
-
-        Returns:
-          :class:`~ottt_jax.online.OnlineUpdateResult`. Step ``t+1`` runs with the parameters
-          updated at step ``t``.
-        """
-        s, inputs, num_steps, ctx = self._prepare(
-            step, inputs, targets, num_steps, time_axis, debug_checks
-        )
-        kw = {"num_steps": num_steps, "key": key, "options": self.options}
-        kw.update(rule_state=rule_state, grad_reduce=grad_reduce)
-        args = (s, loss_fn, optimizer, params, opt_state, state, inputs, targets)
-        with ctx:
-            return self.update_fn(*args, **kw)
+    def _update(self, *args: Any, **kw: Any) -> OnlineUpdateResult:
+        """Run ``update_fn``: an optimizer update after every step (see :meth:`Rule.apply`)."""
+        return self.update_fn(*args, **kw, options=self.options)
 
 
 def _check_rule(rule: Any) -> None:

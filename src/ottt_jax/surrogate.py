@@ -98,15 +98,20 @@ class Surrogate:
         raise NotImplementedError
 
 
+class _OneParameter(Surrogate):
+    """A built-in surrogate: a frozen dataclass whose one parameter is a finite number > 0."""
+
+    def __post_init__(self):
+        for fld in dataclasses.fields(self):
+            _check_positive(fld.name, getattr(self, fld.name))
+
+
 @dataclasses.dataclass(frozen=True)
-class Sigmoid(Surrogate):
+class Sigmoid(_OneParameter):
     """Sigmoid surrogate ``α·σ(αx)(1 − σ(αx))`` (the authors' default, α = 4)."""
 
     alpha: float = 4.0
     name = "sigmoid"
-
-    def __post_init__(self):
-        _check_positive("alpha", self.alpha)
 
     def primitive(self, x: Array) -> Array:
         return jax.nn.sigmoid(self.alpha * x)
@@ -117,14 +122,11 @@ class Sigmoid(Surrogate):
 
 
 @dataclasses.dataclass(frozen=True)
-class Rectangular(Surrogate):
+class Rectangular(_OneParameter):
     """Rectangular surrogate ``(1/a)·1[|x| < a/2]``."""
 
     a: float = 1.0
     name = "rectangular"
-
-    def __post_init__(self):
-        _check_positive("a", self.a)
 
     def primitive(self, x: Array) -> Array:
         return jnp.clip(x / self.a + 0.5, 0.0, 1.0)
@@ -134,7 +136,7 @@ class Rectangular(Surrogate):
 
 
 @dataclasses.dataclass(frozen=True)
-class Clamp(Surrogate):
+class Clamp(_OneParameter):
     """The paper's clamp-derivative surrogate ``1[|x| < V_th]`` (Sec. 4.2).
 
     Its primitive is ``clamp(x + V_th, 0, 2 V_th) / 2 V_th · 2 V_th`` up to a constant, i.e. the
@@ -144,9 +146,6 @@ class Clamp(Surrogate):
     v_th: float = 1.0
     name = "clamp"
 
-    def __post_init__(self):
-        _check_positive("v_th", self.v_th)
-
     def primitive(self, x: Array) -> Array:
         return jnp.clip(x, -self.v_th, self.v_th)
 
@@ -155,14 +154,11 @@ class Clamp(Surrogate):
 
 
 @dataclasses.dataclass(frozen=True)
-class Atan(Surrogate):
+class Atan(_OneParameter):
     """Arctangent surrogate ``(α/2) / (1 + (π/2·α·x)²)``, primitive ``arctan(π/2·α·x)/π + 1/2``."""
 
     alpha: float = 2.0
     name = "atan"
-
-    def __post_init__(self):
-        _check_positive("alpha", self.alpha)
 
     def primitive(self, x: Array) -> Array:
         return jnp.arctan(math.pi / 2 * self.alpha * x) / math.pi + 0.5

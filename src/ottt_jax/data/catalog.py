@@ -20,6 +20,7 @@ classification dataset prepared in ``TFDS_DATA_DIR``), then train on it by name
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -155,17 +156,11 @@ def dataset_info(
       The dataset's info (full split sizes, preprocessed frame shape, normalization, frames).
     """
     spec = get_dataset(name)
-    return DatasetInfo(
-        name=spec.name,
-        num_classes=spec.num_classes,
-        frame_shape=spec.frame_shape,
-        num_train=spec.num_train,
-        num_test=spec.num_test,
-        is_sequence=spec.is_sequence,
-        num_frames=resolve_num_frames(spec, num_frames, num_steps=num_steps),
-        mean=spec.mean,
-        std=spec.std,
-    )
+    # Every other DatasetInfo field is the spec's attribute of the same name.
+    names = [f.name for f in dataclasses.fields(DatasetInfo) if f.name != "num_frames"]
+    facts = {f: getattr(spec, f) for f in names}
+    frames = resolve_num_frames(spec, num_frames, num_steps=num_steps)
+    return DatasetInfo(**facts, num_frames=frames)
 
 
 #: The old name of :func:`dataset_info` (``ottt_jax.data.get_dataset_info``).

@@ -161,9 +161,7 @@ def read_events(source: bytes | str | os.PathLike) -> DvsEvents:
     Returns:
       :class:`DvsEvents` with the authors' x mirror and polarity inversion applied.
     """
-    if not isinstance(source, bytes):
-        with open(source, "rb") as f:
-            source = f.read()
+    source = event_data.recording_bytes(source)
     addresses, timestamps = parse_aedat(source)
     x, y, p = decode_addresses(addresses)
     return DvsEvents(timestamps, x, y, p)

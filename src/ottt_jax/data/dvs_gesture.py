@@ -84,9 +84,7 @@ def read_aedat(source: bytes | str | os.PathLike) -> np.ndarray:
     Returns:
       :data:`~ottt_jax.data.events.DVS_EVENT` ``[N]`` in file order (valid events only).
     """
-    if not isinstance(source, bytes):
-        with open(source, "rb") as f:
-            source = f.read()
+    source = events.recording_bytes(source)
     end = source.find(END_HEADER)
     if end < 0:
         raise ValueError("not an AEDAT 3.1 file: no '#!END-HEADER' line")

@@ -57,6 +57,7 @@ __all__ = [
     "encode_record",
     "event_dataset",
     "frame_shape",
+    "recording_bytes",
     "split_path",
     "write_split",
 ]
@@ -85,6 +86,21 @@ def audio_events(t: Any, ch: Any) -> np.ndarray:
     out = np.empty(t.shape[0], AUDIO_EVENT)
     out["t"], out["ch"] = t, ch
     return out
+
+
+def recording_bytes(source: bytes | str | os.PathLike) -> bytes:
+    """Return a recording's bytes, given as bytes (returned as is) or as a file path.
+
+    Args:
+      source: the file's bytes or its path.
+
+    Returns:
+      The file's bytes.
+    """
+    if isinstance(source, bytes):
+        return source
+    with open(source, "rb") as f:
+        return f.read()
 
 
 def frame_shape(sensor_size: tuple[int, ...]) -> tuple[int, int, int]:

@@ -68,9 +68,7 @@ def read_bin(source: bytes | str | os.PathLike) -> np.ndarray:
     Returns:
       :data:`~ottt_jax.data.events.DVS_EVENT` ``[N]`` in file order, overflow markers removed.
     """
-    if not isinstance(source, bytes):
-        with open(source, "rb") as f:
-            source = f.read()
+    source = events.recording_bytes(source)
     if len(source) % 5:
         raise ValueError(
             f"an N-MNIST .bin file holds 5-byte events; got {len(source)} bytes (not a multiple "

@@ -216,31 +216,27 @@ def build_model(
     )
 
 
+# The built-in builders pass ``common`` (num_classes, neuron, mode, dtype: what build_model
+# gives every model) through unchanged and map only their options.
+
+
 def _vgg(feedback: bool) -> Callable[..., Any]:
-    def build(*, num_classes, neuron, mode, dtype, options: VGGOptions):
+    def build(*, options: VGGOptions, **common: Any) -> SpikingVGG:
         return SpikingVGG(
             cfg=tuple(options.vgg_cfg),
-            num_classes=num_classes,
-            neuron=neuron,
-            mode=mode,
-            dtype=dtype,
             feedback=feedback,
             neuron_dropout=options.neuron_dropout,
             fc_dropout=options.fc_dropout,
+            **common,
         )
 
     return build
 
 
 def _nfresnet(ctor: Callable[..., Any]) -> Callable[..., Any]:
-    def build(*, num_classes, neuron, mode, dtype, options: NFResNetOptions):
+    def build(*, options: NFResNetOptions, **common: Any) -> Any:
         return ctor(
-            num_classes,
-            neuron=neuron,
-            mode=mode,
-            dtype=dtype,
-            stochastic_depth=options.stochastic_depth,
-            fc_dropout=options.fc_dropout,
+            stochastic_depth=options.stochastic_depth, fc_dropout=options.fc_dropout, **common
         )
 
     return build
@@ -265,17 +261,14 @@ class RSNNOptions:
     weight_standardization: bool = _opt(True, "use sWS on the input weights W_l.")
 
 
-def _rsnn(*, num_classes, neuron, mode, dtype, options: RSNNOptions):
+def _rsnn(*, options: RSNNOptions, **common: Any) -> Any:
     from ottt_jax.models.rsnn import SpikingRSNN
 
     return SpikingRSNN(
-        num_classes=num_classes,
         hidden=tuple(options.hidden),
         recurrent=options.recurrent,
         weight_standardization=options.weight_standardization,
-        neuron=neuron,
-        mode=mode,
-        dtype=dtype,
+        **common,
     )
 
 
