@@ -7,7 +7,6 @@ apply first, so the other keys may name what a plugin registers or what they sel
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ from ottt_jax.config import schema as S
 from ottt_jax.config.validate import validate
 from ottt_jax.registry import close_match
 
-__all__ = ["apply_overrides", "rebase"]
+__all__ = ["apply_overrides"]
 
 _FIRST = {"imports": 0, "method": 1, "model.arch": 1}  # plugins, then the entries they register
 
@@ -56,50 +55,14 @@ def _unknown(key: str, cfg: S.Config) -> str:
     )
 
 
-def _target(key: str, cfg: S.Config) -> tuple[Any, dataclasses.Field]:
-    """Return the object holding ``key`` and its field; an unknown key is a ValueError."""
-    section, dot, name = key.partition(".")
-    if not dot:
-        obj = cfg if key in S.TOP_KEYS else None
-    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
-        obj = S.options_of(cfg, section)
-    else:
-        obj = getattr(cfg, section) if section in S.SECTIONS else None
-    fields = {f.name: f for f in dataclasses.fields(obj)} if obj is not None else {}
-    if (name if dot else key) not in fields or key.count(".") > 1:
+def _owner(key: str, cfg: S.Config) -> Any:
+    """Return the dataclass holding the dotted ``key``; an unknown key is a ValueError."""
+    *path, name = S.key_path(key)
+    known = path[0] in S.ALL_SECTIONS and key.count(".") == 1 if path else key in S.TOP_KEYS
+    owner = S.get_key(cfg, path) if known else None
+    if owner is None or name not in S.field_names(type(owner)):
         raise ValueError(_unknown(key, cfg))
-    return obj, fields[name if dot else key]
-
-
-def rebase(options: Any, cls: type | None) -> Any:
-    """Return ``cls``'s options keeping the values ``options`` has for its fields (None: none)."""
-    if cls is None or options is None or type(options) is cls:
-        return None if cls is None else options
-    names = S.field_names(cls)
-    return cls(**{k: getattr(options, k) for k in S.field_names(type(options)) if k in names})
-
-
-def _set(cfg: S.Config, key: str, obj: Any, name: str, value: Any) -> S.Config:
-    """Return ``cfg`` with ``obj``'s field ``name`` (the dotted ``key``) set to ``value``."""
-    section, dot, _ = key.partition(".")
-    new = dataclasses.replace(obj, **{name: value})
-    if not dot:
-        cfg = new
-    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
-        cfg = _with_options(cfg, section, new)
-    else:
-        cfg = dataclasses.replace(cfg, **{section: new})
-    for sec, selector in S.SELECTORS.items():
-        if selector == key:  # the newly selected entry keeps the options both have
-            cfg = _with_options(cfg, sec, rebase(S.options_of(cfg, sec), S.options_type(sec, cfg)))
-    return cfg
-
-
-def _with_options(cfg: S.Config, section: str, options: Any) -> Any:
-    """Return ``cfg`` with the options of ``section`` replaced (``model.options``, ``rule``)."""
-    if section == "rule":
-        return dataclasses.replace(cfg, rule=options)
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
+    return owner
 
 
 def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[tuple[str, Any]]:
@@ -142,10 +105,13 @@ def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] 
     for key in (k for k, _ in items if not isinstance(k, str) or not k.strip()):
         raise ValueError(f"override keys must be non-empty strings; got {key!r}")
     for key, value in sorted(((k.strip(), v) for k, v in items), key=lambda i: _FIRST.get(i[0], 2)):
-        obj, fld = _target(key, cfg)
-        tp = S.field_types(type(obj))[fld.name]
-        value = S.convert(key, value, fld, tp, text=isinstance(value, str))
-        if key == "imports":
-            value = S.import_plugins(value)
-        cfg = _set(cfg, key, obj, fld.name, value)
+        value = S.convert(key, value, type(_owner(key, cfg)), text=isinstance(value, str))
+        value = S.import_plugins(value) if key == "imports" else value
+        cfg = S.replace_at(cfg, S.key_path(key), value)
+        for section in (s for s, selector in S.SELECTORS.items() if selector == key):
+            old, cls = S.get_key(cfg, S.OPTIONS_AT[section]), S.options_type(section, cfg)
+            if type(old) is not (cls or type(None)):  # the new entry keeps the options both have
+                names = S.field_names(type(old))
+                new = cls and cls(**{k: getattr(old, k) for k in S.field_names(cls) if k in names})
+                cfg = S.replace_at(cfg, S.OPTIONS_AT[section], new)
     return validate(cfg)

@@ -17,7 +17,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ottt_jax import rules
@@ -48,10 +48,6 @@ def _document(cls: type) -> type:
     return cls
 
 
-def _lif(name: str) -> Callable[[float], Any]:
-    return lambda value: LIF(**{name: value})  # the neuron's own check
-
-
 @_document
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -61,8 +57,8 @@ class ModelConfig:
         "vgg", "network, a model of ottt_jax.models.registry.", choices=model_registry.model_names
     )
     num_classes: int = _f(10, "classifier outputs K; the dataset's class count.", lo=1)
-    decay: float = _f(0.5, "LIF leak λ = 1 − 1/τ in (0, 1] (paper: 0.5).", check=_lif("decay"))
-    v_th: float = _f(1.0, "firing threshold V_th > 0 (paper: 1.0).", check=_lif("v_th"))
+    decay: float = _f(0.5, "LIF leak λ = 1 − 1/τ in (0, 1] (paper: 0.5).", check=LIF)  # LIF(decay)
+    v_th: float = _f(1.0, "firing threshold V_th > 0 (paper: 1.0).", check=lambda v: LIF(v_th=v))
     surrogate: str = _f("sigmoid", "spike surrogate.", choices=surrogate_lib.surrogate_names)
     surrogate_param: float | None = _f(None, "its parameter (> 0; None: its default).")
     options: Any = _f(None, "the arch's options dataclass (model.<option> keys).")  # noqa: RUF009
@@ -176,6 +172,8 @@ RESUMABLE_KEYS = frozenset({
 #: The options sections and the key that selects each one's registry entry; all sections.
 SELECTORS = {"model": "model.arch", "rule": "method"}
 ALL_SECTIONS = (*SECTIONS, "rule")
+#: The attribute path of each options section's object: ``cfg.model.options``, ``cfg.rule``.
+OPTIONS_AT = {"model": ["model", "options"], "rule": ["rule"]}
 
 
 def option_types(section: str) -> dict[str, type | None]:
@@ -196,18 +194,23 @@ def _default_options(section: str, selected: Any, make: bool = True) -> Any:
     return cls() if make and cls is not None else cls
 
 
-def get_key(cfg: Any, key: str) -> Any:
-    """Return the value of the dotted ``key`` in ``cfg`` (options read from their dataclass)."""
+def key_path(key: str) -> list[str]:
+    """Return the attribute path of the dotted ``key`` (``model.<option>`` is under options)."""
     section, dot, name = key.partition(".")
-    obj = getattr(cfg, section) if dot else cfg
-    return getattr(
-        obj.options if section == "model" and name not in MODEL_COMMON else obj, name or key
-    )
+    option = dot and section == "model" and name not in MODEL_COMMON
+    return [section, "options", name] if option else key.split(".")
 
 
-def options_of(cfg: Any, section: str) -> Any:
-    """Return the options object of ``section`` (``cfg.model.options`` or ``cfg.rule``)."""
-    return cfg.model.options if section == "model" else cfg.rule
+def get_key(cfg: Any, key: str | list[str]) -> Any:
+    """Return the value of the dotted ``key`` (or at the attribute path ``key``) in ``cfg``."""
+    return functools.reduce(getattr, key_path(key) if isinstance(key, str) else key, cfg)
+
+
+def replace_at(obj: Any, path: list[str], value: Any) -> Any:
+    """Return ``obj`` with the attribute at ``path`` set to ``value`` (its owners copied)."""
+    head, *rest = path
+    value = replace_at(getattr(obj, head), rest, value) if rest else value
+    return dataclasses.replace(obj, **{head: value})
 
 
 def field_names(cls: type | None) -> list[str]:
@@ -217,10 +220,8 @@ def field_names(cls: type | None) -> list[str]:
 
 def option_fields(section: str, name: str) -> dict[str, dataclasses.Field]:
     """Return ``{entry: field}`` for every registered entry whose options have the field."""
-    found = {
-        e: {f.name: f for f in dataclasses.fields(c)} for e, c in option_types(section).items() if c
-    }
-    return {e: fields[name] for e, fields in found.items() if name in fields}
+    found = option_types(section).items()
+    return {e: f for e, cls in found if cls for f in dataclasses.fields(cls) if f.name == name}
 
 
 def option_error(section: str, cfg: Any, name: str) -> str:
@@ -251,18 +252,7 @@ def all_keys(cfg: Any = None) -> list[str]:
 
 _KINDS = {bool: "a bool (true/false/1/0)", int: "an int", float: "a float", str: "a string"}
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
-
-
-@functools.cache
-def field_types(cls: type) -> dict[str, Any]:
-    """Return the resolved type annotation of each field of the dataclass ``cls``."""
-    return typing.get_type_hints(cls)
-
-
-def _split_optional(tp: Any) -> tuple[bool, Any]:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1
-    return (True, args[0]) if optional else (False, tp)
+_hints = functools.cache(typing.get_type_hints)  # a dataclass's resolved field types
 
 
 def _from_text(text: str, tp: Any) -> Any:
@@ -280,23 +270,26 @@ def _from_text(text: str, tp: Any) -> Any:
         return text
 
 
-def convert(key: str, value: Any, fld: dataclasses.Field, tp: Any, *, text: bool = False) -> Any:
-    """Return ``value`` as the type ``tp`` of the field ``fld``, named ``key`` in errors.
+def convert(key: str, value: Any, owner: type, *, text: bool = False) -> Any:
+    """Return ``value`` as the declared type of the field of ``owner`` that ``key`` ends with.
 
     Override text (``text=True``) is parsed first: int/float literals, true/false/1/0, ``none``
     or ``null`` for optional fields, comma lists for tuples. Ints are accepted for floats, lists
     for tuples, never bools for numbers. A field's ``metadata['parse']`` (e.g. a VGG layout)
-    parses its own values; a type other than these is kept as given.
+    parses its own values; a type other than these is kept as given. Errors name ``key``.
     """
-    optional, inner = _split_optional(tp)
+    name = key.rpartition(".")[2]
+    tp, fld = _hints(owner)[name], next(f for f in dataclasses.fields(owner) if f.name == name)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1
+    inner, parse = args[0] if optional else tp, fld.metadata.get("parse")
     value = value.strip() if text else value
     if optional and (value is None or (text and value.lower() in ("none", "null"))):
         return None
     try:
-        value = fld.metadata["parse"](value) if "parse" in fld.metadata else value
+        value = parse(value) if parse else _from_text(value, inner) if text else value
     except ValueError as e:
         raise ValueError(f"{key} {e}") from None
-    value = _from_text(value, inner) if text and "parse" not in fld.metadata else value
     is_tuple = typing.get_origin(inner) is tuple or inner is tuple
     if inner is bool or inner is str:
         good = isinstance(value, inner)
@@ -361,9 +354,6 @@ def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
 def error_text(cfg: Any, errors: list[str]) -> str:
     """Return the ``invalid config 'name': ...`` message of one or more problems."""
     name, body = getattr(cfg, "name", "?"), "".join(f"\n  - {e}" for e in errors)
-    one = len(errors) == 1
-    return (
-        f"invalid config {name!r}: {errors[0]}"
-        if one
-        else f"invalid config {name!r} ({len(errors)} problems):{body}"
-    )
+    if len(errors) == 1:
+        return f"invalid config {name!r}: {errors[0]}"
+    return f"invalid config {name!r} ({len(errors)} problems):{body}"

@@ -21,10 +21,27 @@ from ottt_jax.surrogate import get_surrogate, surrogate_names
 __all__ = ["validate"]
 
 
-def _range(key: str, value: float, meta: Any, obj: Any) -> str | None:
-    """Return the problem of ``value`` outside its ``lo``/``hi`` range (``hi`` may be a sibling)."""
+def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
+    """Return the problem of ``value`` under its field's declared check, or None.
+
+    A range's ``hi`` may name a sibling field, which bounds this one where it is itself valid.
+    """
+    if value is None:
+        return None
+    choices = tuple(meta["choices"]()) if "choices" in meta else ()
+    if choices and value not in choices:
+        hint = close_match(value, choices) if isinstance(value, str) else ""
+        return f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}"
+    if meta.get("nonempty") and not value.strip():
+        return f"{key} must be a non-empty string; got {value!r}"
+    try:
+        meta.get("check", lambda v: None)(value)
+    except ValueError as e:
+        return f"{key}: {e}"
+    if "lo" not in meta and "hi" not in meta:
+        return None
     lo, hi, lo_open, hi_open = (meta.get(k) for k in ("lo", "hi", "lo_open", "hi_open"))
-    if isinstance(hi, str):  # a sibling field bounds this one where it is itself valid
+    if isinstance(hi, str):
         hi = getattr(obj, hi) if math.isfinite(getattr(obj, hi)) and getattr(obj, hi) >= 0 else None
     above = lo is None or (value > lo if lo_open else value >= lo)
     if math.isfinite(value) and above and (hi is None or (value < hi if hi_open else value <= hi)):
@@ -37,50 +54,15 @@ def _range(key: str, value: float, meta: Any, obj: Any) -> str | None:
     return f"{key} must be {kind} {where}; got {value!r}"
 
 
-def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
-    """Return the problem of ``value`` under its field's declared check, or None."""
-    choices = tuple(meta["choices"]()) if "choices" in meta else ()
-    if value is None:
-        return None
-    if choices and value not in choices:
-        hint = close_match(value, choices) if isinstance(value, str) else ""
-        return f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}"
-    if meta.get("nonempty") and not value.strip():
-        return f"{key} must be a non-empty string; got {value!r}"
-    try:
-        meta.get("check", lambda v: None)(value)
-    except ValueError as e:
-        return f"{key}: {e}"
-    return _range(key, value, meta, obj) if "lo" in meta or "hi" in meta else None
-
-
 def _typed(obj: Any, prefix: str, errors: list[str], skip: tuple[str, ...] = ()) -> Any:
     """Return ``obj`` with each field converted to its declared type (errors name the keys)."""
-    hints, changes = S.field_types(type(obj)), {}
-    for fld in dataclasses.fields(obj):
-        if fld.name not in skip:
-            try:
-                value = getattr(obj, fld.name)
-                changes[fld.name] = S.convert(prefix + fld.name, value, fld, hints[fld.name])
-            except ValueError as e:
-                errors.append(str(e))
+    changes = {}
+    for name in (f.name for f in dataclasses.fields(obj) if f.name not in skip):
+        try:
+            changes[name] = S.convert(prefix + name, getattr(obj, name), type(obj))
+        except ValueError as e:
+            errors.append(str(e))
     return dataclasses.replace(obj, **changes)
-
-
-def _options(cfg: S.Config, section: str, errors: list[str]) -> Any:
-    """Return the section's options with typed values; a wrong options type is an error."""
-    selected, given = S.get_key(cfg, S.SELECTORS[section]), S.options_of(cfg, section)
-    if not isinstance(selected, str) or selected not in S.option_types(section):
-        return given  # the selector's own check reports it
-    cls = S.options_type(section, cfg)
-    if (None if given is None else type(given)) is cls:
-        return given if cls is None else _typed(given, section + ".", errors)
-    where, want = "model.options" if section == "model" else "rule", getattr(cls, "__name__", "")
-    errors.append(
-        f"{where} must be {f'a {want}' if want else 'None'} for {S.SELECTORS[section]} "
-        f"{selected!r}; got {type(given).__name__}"
-    )
-    return given
 
 
 def _normalize(cfg: S.Config) -> S.Config:
@@ -91,11 +73,22 @@ def _normalize(cfg: S.Config) -> S.Config:
         errors += [f"{name} must be a {cls.__name__}; got {got.__name__}"] if got is not cls else []
     if not errors:
         cfg = _typed(cfg, "", errors, skip=S.ALL_SECTIONS)
-        data, optim = _typed(cfg.data, "data.", errors), _typed(cfg.optim, "optim.", errors)
-        model = _typed(cfg.model, "model.", errors, skip=("options",))
-        cfg = dataclasses.replace(cfg, data=data, optim=optim, model=model)
-        model = dataclasses.replace(model, options=_options(cfg, "model", errors))
-        cfg = dataclasses.replace(cfg, model=model, rule=_options(cfg, "rule", errors))
+        for name in ("data", "optim", "model"):
+            typed = _typed(getattr(cfg, name), name + ".", errors, skip=("options",))
+            cfg = dataclasses.replace(cfg, **{name: typed})
+        for section, selector in S.SELECTORS.items():  # options: of their entry's type
+            selected, at = S.get_key(cfg, selector), S.OPTIONS_AT[section]
+            given, cls = S.get_key(cfg, at), S.options_type(section, cfg)
+            if not isinstance(selected, str) or selected not in S.option_types(section):
+                continue  # the selector's own check reports it
+            if type(given) is not (cls or type(None)):
+                want = f"a {cls.__name__}" if cls else "None"
+                errors.append(
+                    f"{'.'.join(at)} must be {want} for {selector} {selected!r}; "
+                    f"got {type(given).__name__}"
+                )
+            elif cls is not None:
+                cfg = S.replace_at(cfg, at, _typed(given, section + ".", errors))
     if errors:
         raise ValueError(S.error_text(cfg, errors))
     return cfg
