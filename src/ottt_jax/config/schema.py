@@ -1,8 +1,8 @@
 """The configuration schema: the frozen dataclasses of a run, their field types, checks and keys.
 
 A field's ``metadata`` holds its ``doc`` and its own check: ``choices`` (names listed from a
-registry at use time), a range ``lo``/``hi`` (``hi`` may name a sibling), ``check`` (its owner's)
-or ``nonempty``. The ``model.*`` options and ``rule.*`` keys are the fields of the options
+registry at use time), a range ``lo`` [``hi``] (``hi`` may name a sibling), ``check`` (its
+owner's) or ``nonempty``. The ``model.*`` options and ``rule.*`` keys are the fields of the options
 dataclass of the registry entry that ``model.arch`` / ``method`` selects (:data:`SELECTORS`).
 """
 
@@ -26,6 +26,7 @@ from ottt_jax.data import catalog
 from ottt_jax.data.pipeline import check_batch_size
 from ottt_jax.losses import check_beta
 from ottt_jax.models import registry as model_registry
+from ottt_jax.models.registry import model_names
 from ottt_jax.neuron import LIF
 
 #: Optimizers, learning-rate schedules and compute dtypes of the forward/backward pass.
@@ -53,9 +54,7 @@ def _document(cls: type) -> type:
 class ModelConfig:
     """The spiking network (``model.*``): the common fields and the arch's ``options``."""
 
-    arch: str = _f(
-        "vgg", "network, a model of ottt_jax.models.registry.", choices=model_registry.model_names
-    )
+    arch: str = _f("vgg", "network, a model of ottt_jax.models.registry.", choices=model_names)
     num_classes: int = _f(10, "classifier outputs K; the dataset's class count.", lo=1)
     decay: float = _f(0.5, "LIF leak λ = 1 − 1/τ in (0, 1] (paper: 0.5).", check=LIF)  # LIF(decay)
     v_th: float = _f(1.0, "firing threshold V_th > 0 (paper: 1.0).", check=lambda v: LIF(v_th=v))
@@ -82,7 +81,7 @@ class DataConfig:
     num_frames: int | None = _f(None, "event data: frames per sample (= T; None: T).", lo=1)
 
 
-_UNIT = {"lo": 0, "hi": 1, "hi_open": True}
+_UNIT, _POSITIVE = {"lo": 0, "hi": 1, "hi_open": True}, {"lo": 0, "lo_open": True}
 
 
 @_document
@@ -98,13 +97,11 @@ class OptimConfig:
     schedule: str = _f("cosine", "lr schedule (cosine: lr to min_lr).", choices=lambda: SCHEDULES)
     warmup_epochs: float = _f(0.0, "linear warmup epochs in [0, epochs].", lo=0, hi="epochs")
     epochs: int = _f(30, "training epochs (>= 1); the schedule spans them.", lo=1)
-    grad_clip: float | None = _f(
-        None, "gradient global-norm clip (> 0; None: off).", lo=0, lo_open=1
-    )
+    grad_clip: float | None = _f(None, "gradient global-norm clip (> 0; None: off).", **_POSITIVE)
     min_lr: float = _f(0.0, "final cosine learning rate, in [0, lr].", lo=0, hi="lr")
     adam_b1: float = _f(0.9, "AdamW first-moment decay β1 in [0, 1).", **_UNIT)
     adam_b2: float = _f(0.999, "AdamW second-moment decay β2 in [0, 1).", **_UNIT)
-    adam_eps: float = _f(1e-8, "AdamW denominator epsilon (> 0).", lo=0, lo_open=True)
+    adam_eps: float = _f(1e-8, "AdamW denominator epsilon (> 0).", **_POSITIVE)
 
 
 @_document
@@ -179,7 +176,7 @@ OPTIONS_AT = {"model": ["model", "options"], "rule": ["rule"]}
 def option_types(section: str) -> dict[str, type | None]:
     """Return ``{entry: its options type, or None}`` of the model or rule registry, now."""
     if section == "model":
-        return {a: model_registry.get_model_entry(a).options for a in model_registry.model_names()}
+        return {a: model_registry.get_model_entry(a).options for a in model_names()}
     found = {n: rules.get_rule(n).options for n in rules.rule_names()}
     return {n: None if o is None else type(o) for n, o in found.items()}
 
@@ -246,8 +243,7 @@ def section_keys(section: str, cfg: Any = None) -> list[str]:
 
 def all_keys(cfg: Any = None) -> list[str]:
     """Return every dotted key (of ``cfg``'s entries, or of any when None), in field order."""
-    sections = [f"{s}.{k}" for s in ALL_SECTIONS for k in section_keys(s, cfg)]
-    return [*TOP_KEYS, *sections]
+    return [*TOP_KEYS, *(f"{s}.{k}" for s in ALL_SECTIONS for k in section_keys(s, cfg))]
 
 
 _KINDS = {bool: "a bool (true/false/1/0)", int: "an int", float: "a float", str: "a string"}
@@ -260,10 +256,8 @@ def _from_text(text: str, tp: Any) -> Any:
     if tp is bool:
         return _BOOL.get(text.lower(), text)
     if typing.get_origin(tp) is tuple or tp is tuple:
-        item = (typing.get_args(tp) or (str,))[0]
-        return tuple(
-            _from_text(s.strip(), item) for s in text.strip("[]()").split(",") if s.strip()
-        )
+        item, parts = (typing.get_args(tp) or (str,))[0], text.strip("[]()").split(",")
+        return tuple(_from_text(s.strip(), item) for s in parts if s.strip())
     try:
         return tp(text) if tp in (int, float) else text
     except ValueError:
@@ -340,8 +334,7 @@ def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
     ``surrogate_param=None`` is the surrogate's default; for 'clamp' it is ``v_th`` (the paper's
     ``1[|v − V_th| < V_th]``).
     """
-    names = surrogate_lib.surrogate_names()
-    if model.surrogate not in names:
+    if model.surrogate not in (names := surrogate_lib.surrogate_names()):
         raise ValueError(
             f"model.surrogate must be one of {', '.join(map(repr, names))}; got {model.surrogate!r}"
         )

@@ -22,10 +22,7 @@ __all__ = ["validate"]
 
 
 def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
-    """Return the problem of ``value`` under its field's declared check, or None.
-
-    A range's ``hi`` may name a sibling field, which bounds this one where it is itself valid.
-    """
+    """Return the problem of ``value`` under its field's declared check, or None."""
     if value is None:
         return None
     choices = tuple(meta["choices"]()) if "choices" in meta else ()
@@ -38,18 +35,17 @@ def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
         meta.get("check", lambda v: None)(value)
     except ValueError as e:
         return f"{key}: {e}"
-    if "lo" not in meta and "hi" not in meta:
+    if "lo" not in meta:
         return None
     lo, hi, lo_open, hi_open = (meta.get(k) for k in ("lo", "hi", "lo_open", "hi_open"))
-    if isinstance(hi, str):
+    if isinstance(hi, str):  # a sibling field bounds this one where it is itself valid
         hi = getattr(obj, hi) if math.isfinite(getattr(obj, hi)) and getattr(obj, hi) >= 0 else None
-    above = lo is None or (value > lo if lo_open else value >= lo)
+    above = value > lo if lo_open else value >= lo
     if math.isfinite(value) and above and (hi is None or (value < hi if hi_open else value <= hi)):
         return None
-    if lo is not None and hi is not None:
+    where = f"{'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
         where = f"in {'[('[bool(lo_open)]}{lo:g}, {hi:g}{'])'[bool(hi_open)]}"
-    else:
-        where = f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else f"<= {hi:g}"
     kind = "an int" if isinstance(value, int) else "a finite number"
     return f"{key} must be {kind} {where}; got {value!r}"
 
