@@ -65,28 +65,6 @@ def _owner(key: str, cfg: S.Config) -> Any:
     return owner
 
 
-def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[tuple[str, Any]]:
-    """Turn the accepted override forms into ``(key, value)`` pairs; string values stay text."""
-    overrides = [overrides] if isinstance(overrides, str) else overrides
-    if isinstance(overrides, Mapping):
-        nested = [k for k, v in overrides.items() if k in S.ALL_SECTIONS and isinstance(v, Mapping)]
-        items = [(f"{k}.{n}", v) for k in nested for n, v in overrides[k].items()]
-        return items + [(k, v) for k, v in overrides.items() if k not in nested]
-    if not isinstance(overrides, Sequence):
-        raise ValueError(
-            "overrides must be 'key=value' strings or a mapping of keys to values; got "
-            f"{type(overrides).__name__}"
-        )
-    for entry in overrides:
-        if not isinstance(entry, str) or "=" not in entry:
-            raise ValueError(
-                f"override {entry!r} must look like 'key=value' (e.g. 'optim.lr=0.05')"
-            )
-        if not entry.partition("=")[0].strip():
-            raise ValueError(f"override {entry!r} has an empty key")
-    return [tuple(entry.partition("=")[::2]) for entry in overrides]
-
-
 def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] | str) -> S.Config:
     """Return ``cfg`` with dotted-key overrides applied, validated (``cfg`` is unchanged).
 
@@ -101,7 +79,25 @@ def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] 
     """
     if not isinstance(cfg, S.Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
-    items = _override_items(overrides)
+    overrides = [overrides] if isinstance(overrides, str) else overrides
+    if isinstance(overrides, Mapping):  # a nested section's keys become dotted ones
+        nested = [k for k, v in overrides.items() if k in S.ALL_SECTIONS and isinstance(v, Mapping)]
+        items = [(f"{k}.{n}", v) for k in nested for n, v in overrides[k].items()]
+        items += [(k, v) for k, v in overrides.items() if k not in nested]
+    elif not isinstance(overrides, Sequence):
+        raise ValueError(
+            "overrides must be 'key=value' strings or a mapping of keys to values; got "
+            f"{type(overrides).__name__}"
+        )
+    else:  # 'key=value' strings: the values stay text
+        for entry in overrides:
+            if not isinstance(entry, str) or "=" not in entry:
+                raise ValueError(
+                    f"override {entry!r} must look like 'key=value' (e.g. 'optim.lr=0.05')"
+                )
+            if not entry.partition("=")[0].strip():
+                raise ValueError(f"override {entry!r} has an empty key")
+        items = [tuple(entry.partition("=")[::2]) for entry in overrides]
     for key in (k for k, _ in items if not isinstance(k, str) or not k.strip()):
         raise ValueError(f"override keys must be non-empty strings; got {key!r}")
     for key, value in sorted(((k.strip(), v) for k, v in items), key=lambda i: _FIRST.get(i[0], 2)):

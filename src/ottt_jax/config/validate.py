@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any
 
 from ottt_jax.config import schema as S
@@ -164,27 +163,21 @@ def _check_model(errors: list[str], m: S.ModelConfig, spec: catalog.DatasetSpec 
     """
     options = {f.name: getattr(m.options, f.name) for f in dataclasses.fields(m.options)}
 
-    def build(opts: dict[str, Any]) -> Any:
-        return model_registry.build_model(m.arch, num_classes=m.num_classes, options=opts)
+    def fails(opts: dict[str, Any], fit: bool) -> ValueError | None:
+        try:  # build it with ``opts`` (the rest at their defaults), then fit it to the frames
+            model = model_registry.build_model(m.arch, num_classes=m.num_classes, options=opts)
+            if fit and spec is not None and hasattr(model, "layer_sizes"):
+                model.layer_sizes(spec.frame_shape)
+        except ValueError as e:
+            return e
+        return None
 
-    def blame(fails: Callable[[dict[str, Any]], Any]) -> str:
-        for name, value in options.items():
-            try:
-                fails({name: value})
-            except ValueError:
-                return f"model.{name}"
-        return "model.arch"
-
-    try:
-        model = build(options)
-    except ValueError as e:
-        errors.append(f"{blame(build)}: {e}")
-        return
-    if spec is None or not hasattr(model, "layer_sizes"):
-        return
-    try:
-        model.layer_sizes(spec.frame_shape)
-    except ValueError as e:
-        key = blame(lambda opts: build(opts).layer_sizes(spec.frame_shape))
-        h, w, c = spec.frame_shape
-        errors.append(f"{key} does not fit data.dataset {spec.name!r} ({h}×{w}×{c} frames): {e}")
+    for fit in (False, True):
+        if (e := fails(options, fit)) is not None:
+            alone = (f"model.{k}" for k, v in options.items() if fails({k: v}, fit) is not None)
+            key = next(alone, "model.arch")
+            if fit:
+                h, w, c = spec.frame_shape
+                key += f" does not fit data.dataset {spec.name!r} ({h}×{w}×{c} frames)"
+            errors.append(f"{key}: {e}")
+            return
