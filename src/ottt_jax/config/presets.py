@@ -33,19 +33,18 @@ _BUILTIN = {
     "cifar10dvs_vgg": {**_CIFAR, "data.dataset": "cifar10_dvs", "num_steps": 10,
                        "loss_beta": 0.001, "model.neuron_dropout": 0.1, "data.num_frames": 10},
     # Evaluating with more time steps than training helps here: eval_num_steps=...
-    "imagenet_nfresnet34": {"model.arch": "nfresnet34", "model.num_classes": 1000,
-                            "data.dataset": "imagenet2012", "loss_beta": 0.0,
-                            "data.batch_size": 256, "optim.weight_decay": 2e-5,
-                            "optim.epochs": 100},
+    "imagenet_nfresnet34": {"model.arch": "nfresnet34", "model.num_classes": 1000, "loss_beta": 0.0,
+                            "data.dataset": "imagenet2012", "data.batch_size": 256,
+                            "optim.weight_decay": 2e-5, "optim.epochs": 100},
     # Event data (ottt_jax.data.events), each with its literature's T.
     # SHD: one recurrent layer of 128 LIF neurons, T = 100 bins (network size of Cramer et al.,
     # "The Heidelberg Spiking Data Sets ...", IEEE TNNLS 2022; the 100-step binning of Zenke &
     # Vogels, Neural Computation 2021; online rules vs BPTT on SHD: Summe et al., OTPE, 2023);
     # Adam(W) with lr 1e-3 as in both (no weight decay, cosine: the defaults).
-    "shd_rsnn": {"num_steps": 100, "loss_beta": 0.0, "model.arch": "rsnn",
-                 "model.num_classes": 20, "model.hidden": [128], "data.dataset": "shd",
-                 "data.batch_size": 128, "data.augment": False, "optim.name": "adamw",
-                 "optim.lr": 1e-3, "optim.epochs": 100},
+    "shd_rsnn": {"num_steps": 100, "loss_beta": 0.0, "model.arch": "rsnn", "model.num_classes": 20,
+                 "model.hidden": [128], "data.dataset": "shd", "data.batch_size": 128,
+                 "data.augment": False, "optim.name": "adamw", "optim.lr": 1e-3,
+                 "optim.epochs": 100},
     # N-MNIST: T = 10 count-split frames (Fang et al., "Incorporating Learnable Membrane Time
     # Constant ...", ICCV 2021), a small sWS conv net, SGD + cosine (defaults) as in OTTT.
     "nmnist_vgg": {"num_steps": 10, "model.vgg_cfg": [32, "M", 64, "M", 128, "M"],
@@ -56,8 +55,8 @@ _BUILTIN = {
     # the OTTT CIFAR10-DVS recipe.
     "dvsgesture_vgg": {"num_steps": 20, "loss_beta": 0.001, "model.num_classes": 11,
                        "model.vgg_cfg": [128, "M"] * 5, "model.neuron_dropout": 0.1,
-                       "data.dataset": "dvs_gesture", "data.batch_size": 16,
-                       "data.augment": False, "optim.epochs": 200},
+                       "data.dataset": "dvs_gesture", "data.batch_size": 16, "data.augment": False,
+                       "optim.epochs": 200},
 }  # fmt: skip
 
 

@@ -36,10 +36,9 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def _f(default: Any = dataclasses.MISSING, doc: str = "", **meta: Any) -> Any:
-    """Declare a field with its documentation and checks in ``metadata``."""
-    if isinstance(default, type):  # a section: its dataclass makes the default
-        return dataclasses.field(default_factory=default, metadata={"doc": doc})
-    return dataclasses.field(default=default, metadata={"doc": doc, **meta})
+    """Declare a field with its documentation and checks in ``metadata`` (a section: its class)."""
+    init = {"default_factory": default} if isinstance(default, type) else {"default": default}
+    return dataclasses.field(**init, metadata={"doc": doc, **meta})
 
 
 def _document(cls: type) -> type:
@@ -234,11 +233,9 @@ def section_keys(section: str, cfg: Any = None) -> list[str]:
     """Return the keys of ``section``; of an options section, ``cfg``'s entry's (None: all)."""
     if section not in SELECTORS:
         return field_names(SECTIONS[section])
-    common = list(MODEL_COMMON) if section == "model" else []
-    if cfg is not None:
-        return common + field_names(options_type(section, cfg))
-    every = [f for cls in option_types(section).values() for f in field_names(cls)]
-    return common + list(dict.fromkeys(every))
+    found = [options_type(section, cfg)] if cfg is not None else option_types(section).values()
+    every = [f for cls in found for f in field_names(cls)]
+    return [*(MODEL_COMMON if section == "model" else ()), *dict.fromkeys(every)]
 
 
 def all_keys(cfg: Any = None) -> list[str]:
@@ -339,8 +336,7 @@ def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
             f"model.surrogate must be one of {', '.join(map(repr, names))}; got {model.surrogate!r}"
         )
     name, default = surrogate_lib.default_param(model.surrogate)
-    if model.surrogate == "clamp":  # the paper's 1[|v - V_th| < V_th]: the half-width is V_th
-        default = model.v_th
+    default = model.v_th if model.surrogate == "clamp" else default  # the half-width is V_th
     return {name: default if model.surrogate_param is None else model.surrogate_param}
 
 

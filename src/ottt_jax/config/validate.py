@@ -131,23 +131,20 @@ def validate(cfg: S.Config) -> S.Config:
 
 def _check_dataset(errors: list[str], cfg: S.Config) -> catalog.DatasetSpec | None:
     """Check num_classes and the frames against the dataset; return its spec (None: unknown)."""
-    m, d = cfg.model, cfg.data
-    names = catalog.dataset_names()
-    if d.dataset not in names:
-        return None
-    spec = catalog.get_dataset(d.dataset)
-    if m.num_classes != spec.num_classes:
+    m, d, names = cfg.model, cfg.data, catalog.dataset_names()
+    spec = catalog.get_dataset(d.dataset) if d.dataset in names else None
+    if spec is not None and m.num_classes != spec.num_classes:
         counts = ", ".join(f"{k} {catalog.get_dataset(k).num_classes}" for k in names)
         errors.append(
             f"model.num_classes must be {spec.num_classes} for data.dataset {d.dataset!r}; got "
             f"{m.num_classes} (class counts: {counts})"
         )
-    try:
-        frames = catalog.resolve_num_frames(spec, d.num_frames, num_steps=cfg.num_steps)
+    try:  # None for a static (or unknown) dataset
+        frames = spec and catalog.resolve_num_frames(spec, d.num_frames, num_steps=cfg.num_steps)
     except ValueError as e:  # its messages start with 'num_frames'
         errors.append(f"data.{e}")
     else:
-        if spec.is_sequence and cfg.eval_num_steps not in (None, frames):
+        if frames is not None and cfg.eval_num_steps not in (None, frames):
             errors.append(
                 f"eval_num_steps must be none or equal to the number of frames ({frames}) for "
                 f"{d.dataset!r}; got {cfg.eval_num_steps}"
