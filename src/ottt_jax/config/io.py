@@ -32,10 +32,7 @@ def to_flat_dict(cfg: S.Config) -> dict[str, Any]:
 
 
 def to_dict(cfg: S.Config) -> dict[str, Any]:
-    """Return ``cfg`` as a nested JSON-serializable dict, in field order (tuples become lists).
-
-    :func:`from_dict` inverts it exactly, also after a JSON round trip.
-    """
+    """Return ``cfg`` as a nested JSON-serializable dict in field order; from_dict inverts it."""
     flat = to_flat_dict(cfg)
     out = {name: flat.get(name, {}) for name in S.field_names(S.Config)}  # a section: a dict
     for (section, _, name), value in ((k.partition("."), v) for k, v in flat.items() if "." in k):
@@ -44,8 +41,7 @@ def to_dict(cfg: S.Config) -> dict[str, Any]:
 
 
 def _check_keys(where: str, keys: Iterable[str], valid: list[str]) -> None:
-    bad = ", ".join(repr(f"{where}.{k}" if where else k) for k in keys if k not in valid)
-    if bad:
+    if bad := ", ".join(repr(f"{where}.{k}" if where else k) for k in keys if k not in valid):
         scope = f" in {where}" if where else ""
         raise ValueError(f"from_dict: unknown key(s) {bad}; valid keys{scope}: {', '.join(valid)}")
 
@@ -104,8 +100,7 @@ def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[s
     if not isinstance(cfg_a, S.Config) or not isinstance(cfg_b, S.Config):
         raise ValueError(f"diff expects two Configs, got {type(cfg_b).__name__}")
     skip = set(ignore)
-    unknown = sorted(skip - set(S.all_keys()) - set(S.ALL_SECTIONS))
-    if unknown:
+    if unknown := sorted(skip - set(S.all_keys()) - set(S.ALL_SECTIONS)):
         raise ValueError(f"diff: unknown key(s) in ignore: {', '.join(map(repr, unknown))}")
     a, b = _flat(cfg_a), _flat(cfg_b)
     keys = [k for k in {**a, **b} if {k, k.partition(".")[0]}.isdisjoint(skip)]

@@ -22,10 +22,9 @@ _FIRST = {"imports": 0, "method": 1, "model.arch": 1}  # plugins, then the entri
 def _unknown(key: str, cfg: S.Config) -> str:
     """Return the message of an unknown dotted ``key``, listing what is valid there."""
     section, dot, name = key.partition(".")
-    sections = S.ALL_SECTIONS
-    if dot and section not in sections:
+    if dot and section not in S.ALL_SECTIONS:
         return (
-            f"unknown key {key!r}; valid sections: {', '.join(sections)}; valid "
+            f"unknown key {key!r}; valid sections: {', '.join(S.ALL_SECTIONS)}; valid "
             f"top-level keys: {', '.join(S.TOP_KEYS)}{close_match(key, S.all_keys())}"
         )
     selected = S.get_key(cfg, S.SELECTORS[section]) if section in S.SELECTORS else None
@@ -41,7 +40,7 @@ def _unknown(key: str, cfg: S.Config) -> str:
             f"unknown key {key!r}; valid keys in {section}: "
             f"{', '.join(S.section_keys(section, cfg))}{close_match(key, S.all_keys(cfg))}"
         )
-    if key in sections:
+    if key in S.ALL_SECTIONS:
         return (
             f"key {key!r} is a section; set its fields as '{key}.<field>=value' (valid keys in "
             f"{key}: {', '.join(S.section_keys(key, cfg))})"
@@ -51,7 +50,7 @@ def _unknown(key: str, cfg: S.Config) -> str:
     hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, S.all_keys())
     return (
         f"unknown key {key!r}; valid top-level keys: {', '.join(S.TOP_KEYS)}; sections: "
-        f"{', '.join(s + '.*' for s in sections)}{hint}"
+        f"{', '.join(s + '.*' for s in S.ALL_SECTIONS)}{hint}"
     )
 
 

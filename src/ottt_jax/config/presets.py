@@ -110,10 +110,8 @@ def get_config(name: str, overrides: Sequence[str] | Mapping[str, Any] | str = (
             raise ValueError(f"config file {name!r} does not exist")
         with open(name, encoding="utf-8") as fh:
             cfg = from_dict(json.load(fh))
-    elif name in _PRESETS:
-        cfg = _PRESETS.get(name)()
-        if not isinstance(cfg, Config):
-            raise ValueError(f"preset {name!r} returned {type(cfg).__name__}, not a Config")
-    else:
+    elif name not in _PRESETS:
         raise _unknown(name)
+    elif not isinstance(cfg := _PRESETS.get(name)(), Config):
+        raise ValueError(f"preset {name!r} returned {type(cfg).__name__}, not a Config")
     return apply_overrides(cfg, overrides)

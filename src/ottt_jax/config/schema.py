@@ -2,8 +2,7 @@
 
 A field's ``metadata`` holds its ``doc`` and its own check: ``choices`` (names listed from a
 registry at use time), a range ``lo`` [``hi``] (``hi`` may name a sibling), ``check`` (its
-owner's) or ``nonempty``. The ``model.*`` options and ``rule.*`` keys are the fields of the options
-dataclass of the registry entry that ``model.arch`` / ``method`` selects (:data:`SELECTORS`).
+owner's) or ``nonempty``. :data:`SELECTORS` name the keys that pick the options dataclasses.
 """
 
 from __future__ import annotations

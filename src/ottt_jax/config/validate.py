@@ -118,9 +118,8 @@ def validate(cfg: S.Config) -> S.Config:
     spec = _check_dataset(errors, cfg)
     if m.arch in model_registry.model_names() and m.num_classes >= 1:
         _check_model(errors, m, spec)
-    check = getattr(cfg.rule, "check", None)
-    if callable(check) and cfg.num_steps >= 1:  # the rule options' own check against T
-        try:
+    if callable(check := getattr(cfg.rule, "check", None)) and cfg.num_steps >= 1:
+        try:  # the rule options' own check against T
             check(num_steps=cfg.num_steps)
         except ValueError as e:  # its message starts with the option's name
             errors.append(f"rule.{e}")
