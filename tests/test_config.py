@@ -817,6 +817,39 @@ def test_model_options_follow_the_arch():
     assert C.from_dict(json.loads(json.dumps(C.to_dict(nf)))) == nf
 
 
+def test_type_problems_are_listed_top_keys_then_data_optim_model_options_rule():
+    d, s = C.get_config("digits"), C.get_config("digits", ["method=sltt_k"])
+    options = dataclasses.replace(d.model.options, fc_dropout="q")
+    bad = dataclasses.replace(
+        s,
+        seed="x",
+        data=dataclasses.replace(d.data, batch_size="y"),
+        optim=dataclasses.replace(d.optim, lr="z"),
+        model=dataclasses.replace(d.model, num_classes=2.5, options=options),
+        rule=dataclasses.replace(s.rule, k=2.5),
+    )
+    with pytest.raises(ValueError) as info:
+        C.validate(bad)
+    assert str(info.value).splitlines() == [
+        "invalid config 'digits' (6 problems):",
+        "  - seed expects an int; got 'x'",
+        "  - data.batch_size expects an int; got 'y'",
+        "  - optim.lr expects a float; got 'z'",
+        "  - model.num_classes expects an int; got 2.5",
+        "  - model.fc_dropout expects a float; got 'q'",
+        "  - rule.k expects an int; got 2.5",
+    ]
+
+
+def test_an_override_sets_the_options_object_the_config_holds():
+    """Unvalidated options of another arch take that arch's key; validation names the mismatch."""
+    d = C.get_config("digits")
+    bad = dataclasses.replace(d, model=dataclasses.replace(d.model, arch="rsnn"))
+    wrong = r"model\.options must be a RSNNOptions for model\.arch 'rsnn'; got VGGOptions"
+    with pytest.raises(ValueError, match=wrong):
+        C.apply_overrides(bad, ["model.fc_dropout=0.1"])
+
+
 def test_configs_saved_with_every_arch_field_still_load():
     cfg = C.get_config("imagenet_nfresnet34")
     old = C.to_dict(cfg)

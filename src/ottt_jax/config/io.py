@@ -32,20 +32,16 @@ def to_flat_dict(cfg: S.Config) -> dict[str, Any]:
 
 
 def to_dict(cfg: S.Config) -> dict[str, Any]:
-    """Return ``cfg`` as a nested JSON-serializable dict, in field order (tuples become lists).
-
-    :func:`from_dict` inverts it exactly, also after a JSON round trip.
-    """
-    flat, out = to_flat_dict(cfg), {}
-    for name in (f.name for f in dataclasses.fields(S.Config)):
-        inner = {k.partition(".")[2]: v for k, v in flat.items() if k.startswith(name + ".")}
-        out[name] = inner if name in S.ALL_SECTIONS else flat[name]
+    """Return ``cfg`` as a nested JSON-serializable dict in field order; from_dict inverts it."""
+    flat = to_flat_dict(cfg)
+    out = {name: flat.get(name, {}) for name in S.field_names(S.Config)}  # a section: a dict
+    for (section, _, name), value in ((k.partition("."), v) for k, v in flat.items() if "." in k):
+        out[section][name] = value
     return out
 
 
 def _check_keys(where: str, keys: Iterable[str], valid: list[str]) -> None:
-    bad = ", ".join(repr(f"{where}.{k}" if where else k) for k in keys if k not in valid)
-    if bad:
+    if bad := ", ".join(repr(f"{where}.{k}" if where else k) for k in keys if k not in valid):
         scope = f" in {where}" if where else ""
         raise ValueError(f"from_dict: unknown key(s) {bad}; valid keys{scope}: {', '.join(valid)}")
 
@@ -55,15 +51,13 @@ def _options_from_dict(section: str, value: Mapping[str, Any], cfg: S.Config) ->
     if S.get_key(cfg, S.SELECTORS[section]) not in S.option_types(section):
         return None  # an unknown model.arch / method: validate names it
     cls, common = S.options_type(section, cfg), S.MODEL_COMMON if section == "model" else ()
+    names = S.field_names(cls)
     for key, item in value.items():
-        default = tuple(item) if isinstance(item, list) else item
-        foreign = key not in (*common, *S.field_names(cls))
-        if foreign and not any(
-            f.default == default for f in S.option_fields(section, key).values()
-        ):
+        saved = tuple(item) if isinstance(item, list) else item
+        owners = S.option_fields(section, key).values()
+        if key not in (*common, *names) and all(f.default != saved for f in owners):
             raise ValueError(f"from_dict: {S.option_error(section, cfg, key)}; got {item!r}")
-    kept = {k: v for k, v in value.items() if k in S.field_names(cls)}  # 0.1's defaults dropped
-    return None if cls is None else cls(**kept)
+    return cls and cls(**{k: v for k, v in value.items() if k in names})  # 0.1's defaults dropped
 
 
 def from_dict(d: Mapping[str, Any]) -> S.Config:
@@ -86,10 +80,9 @@ def from_dict(d: Mapping[str, Any]) -> S.Config:
     model = {k: v for k, v in d.get("model", {}).items() if k in S.MODEL_COMMON}
     sections = {s: S.SECTIONS[s](**d.get(s, {})) for s in ("data", "optim")}
     cfg = S.Config(**top, **sections, model=S.ModelConfig(**model), imports=imports)
-    options = _options_from_dict("model", d.get("model", {}), cfg)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
-    rule = _options_from_dict("rule", d.get("rule", {}), cfg)
-    return validate(dataclasses.replace(cfg, rule=rule))
+    for s in S.SELECTORS:
+        cfg = S.replace_at(cfg, S.OPTIONS_AT[s], _options_from_dict(s, d.get(s, {}), cfg))
+    return validate(cfg)
 
 
 def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[str]:
@@ -107,13 +100,10 @@ def diff(cfg_a: S.Config, cfg_b: S.Config, ignore: Iterable[str] = ()) -> list[s
     if not isinstance(cfg_a, S.Config) or not isinstance(cfg_b, S.Config):
         raise ValueError(f"diff expects two Configs, got {type(cfg_b).__name__}")
     skip = set(ignore)
-    unknown = sorted(skip - set(S.all_keys()) - set(S.ALL_SECTIONS))
-    if unknown:
+    if unknown := sorted(skip - set(S.all_keys()) - set(S.ALL_SECTIONS)):
         raise ValueError(f"diff: unknown key(s) in ignore: {', '.join(map(repr, unknown))}")
     a, b = _flat(cfg_a), _flat(cfg_b)
-    keys = [
-        k for k in [*a, *(k for k in b if k not in a)] if {k, k.partition(".")[0]}.isdisjoint(skip)
-    ]
+    keys = [k for k in {**a, **b} if {k, k.partition(".")[0]}.isdisjoint(skip)]
     va, vb = ({k: x.get(k, _ABSENT) for k in keys} for x in (a, b))
     return [f"{k}: {va[k]!r} != {vb[k]!r}" for k in keys if va[k] != vb[k]]
 
@@ -125,19 +115,18 @@ def field_docs() -> dict[str, str]:
     that have it: ``'model.stochastic_depth': '(nfresnet18, nfresnet34, nfresnet50) drop ...'``.
     """
     docs = {}
-    for cls, prefix in ((S.Config, ""), *((c, f"{s}.") for s, c in S.SECTIONS.items())):
-        for fld in dataclasses.fields(cls):
-            if fld.name not in (*S.SECTIONS, "rule", "options"):
-                names = fld.metadata["choices"]() if "choices" in fld.metadata else ()
-                listed = f" One of: {', '.join(map(repr, names))}." if names else ""
-                docs[prefix + fld.name] = fld.metadata["doc"] + listed
-    for section in S.SELECTORS:
-        for name in S.section_keys(section):
-            if section != "model" or name not in S.MODEL_COMMON:
-                owners = S.option_fields(section, name)
-                doc = next(iter(owners.values())).metadata.get("doc", "(no doc)")
-                docs[f"{section}.{name}"] = f"({', '.join(owners)}) {doc}"
-    return {k: docs[k] for k in S.all_keys() if k in docs}
+    for key in S.all_keys():
+        section, dot, name = key.partition(".")
+        if section in S.SELECTORS and name not in S.MODEL_COMMON:
+            owners = S.option_fields(section, name)
+            doc = next(iter(owners.values())).metadata.get("doc", "(no doc)")
+            docs[key] = f"({', '.join(owners)}) {doc}"
+        else:
+            cls = S.SECTIONS[section] if dot else S.Config
+            meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == (name or key))
+            names = meta["choices"]() if "choices" in meta else ()
+            docs[key] = meta["doc"] + (f" One of: {', '.join(map(repr, names))}." if names else "")
+    return docs
 
 
 def _fmt(value: Any) -> str:
@@ -148,36 +137,24 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _describe_model(cfg: S.Config) -> list[str]:
-    """Return :func:`describe`'s method, model, neuron and options lines."""
-    m, keys = cfg.model, S.section_keys("model", cfg)[len(S.MODEL_COMMON) :]
-    opts = {k: S.get_key(cfg, f"model.{k}") for k in keys}
+def describe(cfg: S.Config) -> str:
+    """Return a readable multi-line summary of ``cfg`` (need not be valid), one line per topic."""
+    m, d, o = cfg.model, cfg.data, cfg.optim
+    opts = {k: getattr(m.options, k) for k in S.field_names(S.options_type("model", cfg))}
     arch = m.arch + (f" {_fmt(opts.pop('vgg_cfg'))}" if "vgg_cfg" in opts else "")
     known = cfg.method in rules.rule_names()
     method = rules.get_rule(cfg.method).summary if known else "unknown method"
-    read = [f"rule.{k}={S.get_key(cfg, 'rule.' + k)}" for k in S.section_keys("rule", cfg)]
+    read = [f"rule.{k}={getattr(cfg.rule, k)}" for k in S.field_names(S.options_type("rule", cfg))]
+    method += f" ({', '.join(read)})" if read else ""
     try:
         surr = ", ".join(f"{k}={v:g}" for k, v in S.surrogate_kwargs(m).items())
     except (ValueError, TypeError):
         surr = f"param={_fmt(m.surrogate_param)}"
-    return [
-        f"  method  {cfg.method}: {method}" + (f" ({', '.join(read)})" if read else ""),
-        f"  time    T={cfg.num_steps} train, T={cfg.effective_eval_num_steps} eval; "
-        f"loss β={cfg.loss_beta:g}; compute {cfg.compute_dtype}; seed {cfg.seed}",
-        f"  model   {arch} -> {m.num_classes} classes",
-        f"  neuron  LIF decay={m.decay:g} v_th={m.v_th:g}; surrogate {m.surrogate}({surr})",
-        "  options " + (" ".join(f"{k}={_fmt(v)}" for k, v in opts.items()) or "none"),
-    ]
-
-
-def describe(cfg: S.Config) -> str:
-    """Return a readable multi-line summary of ``cfg`` (need not be valid), one line per topic."""
-    d, o = cfg.data, cfg.optim
-    spec = catalog.get_dataset(d.dataset) if d.dataset in catalog.dataset_names() else None
     shape = "unknown dataset"
-    if spec is not None:
-        h, w, c = spec.frame_shape
-        shape = f"{h}×{w}×{c}, {spec.num_train} train / {spec.num_test} test"
+    if d.dataset in catalog.dataset_names():
+        spec = catalog.get_dataset(d.dataset)
+        shape = "×".join(map(str, spec.frame_shape))
+        shape += f", {spec.num_train} train / {spec.num_test} test"
     try:
         shape += f", {cfg.effective_num_frames} frames" if cfg.effective_num_frames else ""
     except ValueError:
@@ -189,7 +166,12 @@ def describe(cfg: S.Config) -> str:
     sched = o.schedule + (f" to {o.min_lr:g}" if o.schedule == "cosine" else "")
     return "\n".join([
         f"config {cfg.name!r}",
-        *_describe_model(cfg),
+        f"  method  {cfg.method}: {method}",
+        f"  time    T={cfg.num_steps} train, T={cfg.effective_eval_num_steps} eval; "
+        f"loss β={cfg.loss_beta:g}; compute {cfg.compute_dtype}; seed {cfg.seed}",
+        f"  model   {arch} -> {m.num_classes} classes",
+        f"  neuron  LIF decay={m.decay:g} v_th={m.v_th:g}; surrogate {m.surrogate}({surr})",
+        "  options " + (" ".join(f"{k}={_fmt(v)}" for k, v in opts.items()) or "none"),
         f"  data    {d.dataset} ({shape}); batch {d.batch_size}, eval batch {d.eval_batch_size}; "
         f"augment {_fmt(d.augment)}; workers {d.worker_count}; dir {_fmt(d.data_dir)}",
         f"  optim   {opt} wd={o.weight_decay:g}; {sched}, warmup {o.warmup_epochs:g} of "

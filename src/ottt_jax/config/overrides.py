@@ -7,7 +7,6 @@ apply first, so the other keys may name what a plugin registers or what they sel
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ from ottt_jax.config import schema as S
 from ottt_jax.config.validate import validate
 from ottt_jax.registry import close_match
 
-__all__ = ["apply_overrides", "rebase"]
+__all__ = ["apply_overrides"]
 
 _FIRST = {"imports": 0, "method": 1, "model.arch": 1}  # plugins, then the entries they register
 
@@ -23,10 +22,9 @@ _FIRST = {"imports": 0, "method": 1, "model.arch": 1}  # plugins, then the entri
 def _unknown(key: str, cfg: S.Config) -> str:
     """Return the message of an unknown dotted ``key``, listing what is valid there."""
     section, dot, name = key.partition(".")
-    sections = S.ALL_SECTIONS
-    if dot and section not in sections:
+    if dot and section not in S.ALL_SECTIONS:
         return (
-            f"unknown key {key!r}; valid sections: {', '.join(sections)}; valid "
+            f"unknown key {key!r}; valid sections: {', '.join(S.ALL_SECTIONS)}; valid "
             f"top-level keys: {', '.join(S.TOP_KEYS)}{close_match(key, S.all_keys())}"
         )
     selected = S.get_key(cfg, S.SELECTORS[section]) if section in S.SELECTORS else None
@@ -42,7 +40,7 @@ def _unknown(key: str, cfg: S.Config) -> str:
             f"unknown key {key!r}; valid keys in {section}: "
             f"{', '.join(S.section_keys(section, cfg))}{close_match(key, S.all_keys(cfg))}"
         )
-    if key in sections:
+    if key in S.ALL_SECTIONS:
         return (
             f"key {key!r} is a section; set its fields as '{key}.<field>=value' (valid keys in "
             f"{key}: {', '.join(S.section_keys(key, cfg))})"
@@ -52,76 +50,18 @@ def _unknown(key: str, cfg: S.Config) -> str:
     hint = f" (did you mean {owners[0]!r}?)" if owners else close_match(key, S.all_keys())
     return (
         f"unknown key {key!r}; valid top-level keys: {', '.join(S.TOP_KEYS)}; sections: "
-        f"{', '.join(s + '.*' for s in sections)}{hint}"
+        f"{', '.join(s + '.*' for s in S.ALL_SECTIONS)}{hint}"
     )
 
 
-def _target(key: str, cfg: S.Config) -> tuple[Any, dataclasses.Field]:
-    """Return the object holding ``key`` and its field; an unknown key is a ValueError."""
-    section, dot, name = key.partition(".")
-    if not dot:
-        obj = cfg if key in S.TOP_KEYS else None
-    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
-        obj = S.options_of(cfg, section)
-    else:
-        obj = getattr(cfg, section) if section in S.SECTIONS else None
-    fields = {f.name: f for f in dataclasses.fields(obj)} if obj is not None else {}
-    if (name if dot else key) not in fields or key.count(".") > 1:
+def _owner(key: str, cfg: S.Config) -> Any:
+    """Return the dataclass holding the dotted ``key``; an unknown key is a ValueError."""
+    *path, name = S.key_path(key)
+    known = path[0] in S.ALL_SECTIONS and key.count(".") == 1 if path else key in S.TOP_KEYS
+    owner = S.get_key(cfg, path) if known else None
+    if owner is None or name not in S.field_names(type(owner)):
         raise ValueError(_unknown(key, cfg))
-    return obj, fields[name if dot else key]
-
-
-def rebase(options: Any, cls: type | None) -> Any:
-    """Return ``cls``'s options keeping the values ``options`` has for its fields (None: none)."""
-    if cls is None or options is None or type(options) is cls:
-        return None if cls is None else options
-    names = S.field_names(cls)
-    return cls(**{k: getattr(options, k) for k in S.field_names(type(options)) if k in names})
-
-
-def _set(cfg: S.Config, key: str, obj: Any, name: str, value: Any) -> S.Config:
-    """Return ``cfg`` with ``obj``'s field ``name`` (the dotted ``key``) set to ``value``."""
-    section, dot, _ = key.partition(".")
-    new = dataclasses.replace(obj, **{name: value})
-    if not dot:
-        cfg = new
-    elif section in S.SELECTORS and (section != "model" or name not in S.MODEL_COMMON):
-        cfg = _with_options(cfg, section, new)
-    else:
-        cfg = dataclasses.replace(cfg, **{section: new})
-    for sec, selector in S.SELECTORS.items():
-        if selector == key:  # the newly selected entry keeps the options both have
-            cfg = _with_options(cfg, sec, rebase(S.options_of(cfg, sec), S.options_type(sec, cfg)))
-    return cfg
-
-
-def _with_options(cfg: S.Config, section: str, options: Any) -> Any:
-    """Return ``cfg`` with the options of ``section`` replaced (``model.options``, ``rule``)."""
-    if section == "rule":
-        return dataclasses.replace(cfg, rule=options)
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=options))
-
-
-def _override_items(overrides: Sequence[str] | Mapping[str, Any] | str) -> list[tuple[str, Any]]:
-    """Turn the accepted override forms into ``(key, value)`` pairs; string values stay text."""
-    overrides = [overrides] if isinstance(overrides, str) else overrides
-    if isinstance(overrides, Mapping):
-        nested = [k for k, v in overrides.items() if k in S.ALL_SECTIONS and isinstance(v, Mapping)]
-        items = [(f"{k}.{n}", v) for k in nested for n, v in overrides[k].items()]
-        return items + [(k, v) for k, v in overrides.items() if k not in nested]
-    if not isinstance(overrides, Sequence):
-        raise ValueError(
-            "overrides must be 'key=value' strings or a mapping of keys to values; got "
-            f"{type(overrides).__name__}"
-        )
-    for entry in overrides:
-        if not isinstance(entry, str) or "=" not in entry:
-            raise ValueError(
-                f"override {entry!r} must look like 'key=value' (e.g. 'optim.lr=0.05')"
-            )
-        if not entry.partition("=")[0].strip():
-            raise ValueError(f"override {entry!r} has an empty key")
-    return [tuple(entry.partition("=")[::2]) for entry in overrides]
+    return owner
 
 
 def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] | str) -> S.Config:
@@ -138,14 +78,35 @@ def apply_overrides(cfg: S.Config, overrides: Sequence[str] | Mapping[str, Any] 
     """
     if not isinstance(cfg, S.Config):
         raise ValueError(f"cfg must be a Config, got {type(cfg).__name__}")
-    items = _override_items(overrides)
+    overrides = [overrides] if isinstance(overrides, str) else overrides
+    if isinstance(overrides, Mapping):  # a nested section's keys become dotted ones
+        nested = [k for k, v in overrides.items() if k in S.ALL_SECTIONS and isinstance(v, Mapping)]
+        items = [(f"{k}.{n}", v) for k in nested for n, v in overrides[k].items()]
+        items += [(k, v) for k, v in overrides.items() if k not in nested]
+    elif not isinstance(overrides, Sequence):
+        raise ValueError(
+            "overrides must be 'key=value' strings or a mapping of keys to values; got "
+            f"{type(overrides).__name__}"
+        )
+    else:  # 'key=value' strings: the values stay text
+        for entry in overrides:
+            if not isinstance(entry, str) or "=" not in entry:
+                raise ValueError(
+                    f"override {entry!r} must look like 'key=value' (e.g. 'optim.lr=0.05')"
+                )
+            if not entry.partition("=")[0].strip():
+                raise ValueError(f"override {entry!r} has an empty key")
+        items = [tuple(entry.partition("=")[::2]) for entry in overrides]
     for key in (k for k, _ in items if not isinstance(k, str) or not k.strip()):
         raise ValueError(f"override keys must be non-empty strings; got {key!r}")
     for key, value in sorted(((k.strip(), v) for k, v in items), key=lambda i: _FIRST.get(i[0], 2)):
-        obj, fld = _target(key, cfg)
-        tp = S.field_types(type(obj))[fld.name]
-        value = S.convert(key, value, fld, tp, text=isinstance(value, str))
-        if key == "imports":
-            value = S.import_plugins(value)
-        cfg = _set(cfg, key, obj, fld.name, value)
+        value = S.convert(key, value, type(_owner(key, cfg)), text=isinstance(value, str))
+        value = S.import_plugins(value) if key == "imports" else value
+        cfg = S.replace_at(cfg, S.key_path(key), value)
+        for section in (s for s, selector in S.SELECTORS.items() if selector == key):
+            old, cls = S.get_key(cfg, S.OPTIONS_AT[section]), S.options_type(section, cfg)
+            if type(old) is not (cls or type(None)):  # the new entry keeps the options both have
+                names = S.field_names(type(old))
+                new = cls and cls(**{k: getattr(old, k) for k in S.field_names(cls) if k in names})
+                cfg = S.replace_at(cfg, S.OPTIONS_AT[section], new)
     return validate(cfg)

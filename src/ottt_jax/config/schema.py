@@ -1,9 +1,8 @@
 """The configuration schema: the frozen dataclasses of a run, their field types, checks and keys.
 
 A field's ``metadata`` holds its ``doc`` and its own check: ``choices`` (names listed from a
-registry at use time), a range ``lo``/``hi`` (``hi`` may name a sibling), ``check`` (its owner's)
-or ``nonempty``. The ``model.*`` options and ``rule.*`` keys are the fields of the options
-dataclass of the registry entry that ``model.arch`` / ``method`` selects (:data:`SELECTORS`).
+registry at use time), a range ``lo`` [``hi``] (``hi`` may name a sibling), ``check`` (its
+owner's) or ``nonempty``. :data:`SELECTORS` name the keys that pick the options dataclasses.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ottt_jax import rules
@@ -26,6 +25,7 @@ from ottt_jax.data import catalog
 from ottt_jax.data.pipeline import check_batch_size
 from ottt_jax.losses import check_beta
 from ottt_jax.models import registry as model_registry
+from ottt_jax.models.registry import model_names
 from ottt_jax.neuron import LIF
 
 #: Optimizers, learning-rate schedules and compute dtypes of the forward/backward pass.
@@ -35,10 +35,9 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def _f(default: Any = dataclasses.MISSING, doc: str = "", **meta: Any) -> Any:
-    """Declare a field with its documentation and checks in ``metadata``."""
-    if isinstance(default, type):  # a section: its dataclass makes the default
-        return dataclasses.field(default_factory=default, metadata={"doc": doc})
-    return dataclasses.field(default=default, metadata={"doc": doc, **meta})
+    """Declare a field with its documentation and checks in ``metadata`` (a section: its class)."""
+    init = {"default_factory": default} if isinstance(default, type) else {"default": default}
+    return dataclasses.field(**init, metadata={"doc": doc, **meta})
 
 
 def _document(cls: type) -> type:
@@ -48,21 +47,15 @@ def _document(cls: type) -> type:
     return cls
 
 
-def _lif(name: str) -> Callable[[float], Any]:
-    return lambda value: LIF(**{name: value})  # the neuron's own check
-
-
 @_document
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The spiking network (``model.*``): the common fields and the arch's ``options``."""
 
-    arch: str = _f(
-        "vgg", "network, a model of ottt_jax.models.registry.", choices=model_registry.model_names
-    )
+    arch: str = _f("vgg", "network, a model of ottt_jax.models.registry.", choices=model_names)
     num_classes: int = _f(10, "classifier outputs K; the dataset's class count.", lo=1)
-    decay: float = _f(0.5, "LIF leak λ = 1 − 1/τ in (0, 1] (paper: 0.5).", check=_lif("decay"))
-    v_th: float = _f(1.0, "firing threshold V_th > 0 (paper: 1.0).", check=_lif("v_th"))
+    decay: float = _f(0.5, "LIF leak λ = 1 − 1/τ in (0, 1] (paper: 0.5).", check=LIF)  # LIF(decay)
+    v_th: float = _f(1.0, "firing threshold V_th > 0 (paper: 1.0).", check=lambda v: LIF(v_th=v))
     surrogate: str = _f("sigmoid", "spike surrogate.", choices=surrogate_lib.surrogate_names)
     surrogate_param: float | None = _f(None, "its parameter (> 0; None: its default).")
     options: Any = _f(None, "the arch's options dataclass (model.<option> keys).")  # noqa: RUF009
@@ -86,7 +79,7 @@ class DataConfig:
     num_frames: int | None = _f(None, "event data: frames per sample (= T; None: T).", lo=1)
 
 
-_UNIT = {"lo": 0, "hi": 1, "hi_open": True}
+_UNIT, _POSITIVE = {"lo": 0, "hi": 1, "hi_open": True}, {"lo": 0, "lo_open": True}
 
 
 @_document
@@ -102,13 +95,11 @@ class OptimConfig:
     schedule: str = _f("cosine", "lr schedule (cosine: lr to min_lr).", choices=lambda: SCHEDULES)
     warmup_epochs: float = _f(0.0, "linear warmup epochs in [0, epochs].", lo=0, hi="epochs")
     epochs: int = _f(30, "training epochs (>= 1); the schedule spans them.", lo=1)
-    grad_clip: float | None = _f(
-        None, "gradient global-norm clip (> 0; None: off).", lo=0, lo_open=1
-    )
+    grad_clip: float | None = _f(None, "gradient global-norm clip (> 0; None: off).", **_POSITIVE)
     min_lr: float = _f(0.0, "final cosine learning rate, in [0, lr].", lo=0, hi="lr")
     adam_b1: float = _f(0.9, "AdamW first-moment decay β1 in [0, 1).", **_UNIT)
     adam_b2: float = _f(0.999, "AdamW second-moment decay β2 in [0, 1).", **_UNIT)
-    adam_eps: float = _f(1e-8, "AdamW denominator epsilon (> 0).", lo=0, lo_open=True)
+    adam_eps: float = _f(1e-8, "AdamW denominator epsilon (> 0).", **_POSITIVE)
 
 
 @_document
@@ -176,12 +167,14 @@ RESUMABLE_KEYS = frozenset({
 #: The options sections and the key that selects each one's registry entry; all sections.
 SELECTORS = {"model": "model.arch", "rule": "method"}
 ALL_SECTIONS = (*SECTIONS, "rule")
+#: The attribute path of each options section's object: ``cfg.model.options``, ``cfg.rule``.
+OPTIONS_AT = {"model": ["model", "options"], "rule": ["rule"]}
 
 
 def option_types(section: str) -> dict[str, type | None]:
     """Return ``{entry: its options type, or None}`` of the model or rule registry, now."""
     if section == "model":
-        return {a: model_registry.get_model_entry(a).options for a in model_registry.model_names()}
+        return {a: model_registry.get_model_entry(a).options for a in model_names()}
     found = {n: rules.get_rule(n).options for n in rules.rule_names()}
     return {n: None if o is None else type(o) for n, o in found.items()}
 
@@ -196,18 +189,23 @@ def _default_options(section: str, selected: Any, make: bool = True) -> Any:
     return cls() if make and cls is not None else cls
 
 
-def get_key(cfg: Any, key: str) -> Any:
-    """Return the value of the dotted ``key`` in ``cfg`` (options read from their dataclass)."""
+def key_path(key: str) -> list[str]:
+    """Return the attribute path of the dotted ``key`` (``model.<option>`` is under options)."""
     section, dot, name = key.partition(".")
-    obj = getattr(cfg, section) if dot else cfg
-    return getattr(
-        obj.options if section == "model" and name not in MODEL_COMMON else obj, name or key
-    )
+    option = dot and section == "model" and name not in MODEL_COMMON
+    return [section, "options", name] if option else key.split(".")
 
 
-def options_of(cfg: Any, section: str) -> Any:
-    """Return the options object of ``section`` (``cfg.model.options`` or ``cfg.rule``)."""
-    return cfg.model.options if section == "model" else cfg.rule
+def get_key(cfg: Any, key: str | list[str]) -> Any:
+    """Return the value of the dotted ``key`` (or at the attribute path ``key``) in ``cfg``."""
+    return functools.reduce(getattr, key_path(key) if isinstance(key, str) else key, cfg)
+
+
+def replace_at(obj: Any, path: list[str], value: Any) -> Any:
+    """Return ``obj`` with the attribute at ``path`` set to ``value`` (its owners copied)."""
+    head, *rest = path
+    value = replace_at(getattr(obj, head), rest, value) if rest else value
+    return dataclasses.replace(obj, **{head: value})
 
 
 def field_names(cls: type | None) -> list[str]:
@@ -217,10 +215,8 @@ def field_names(cls: type | None) -> list[str]:
 
 def option_fields(section: str, name: str) -> dict[str, dataclasses.Field]:
     """Return ``{entry: field}`` for every registered entry whose options have the field."""
-    found = {
-        e: {f.name: f for f in dataclasses.fields(c)} for e, c in option_types(section).items() if c
-    }
-    return {e: fields[name] for e, fields in found.items() if name in fields}
+    found = option_types(section).items()
+    return {e: f for e, cls in found if cls for f in dataclasses.fields(cls) if f.name == name}
 
 
 def option_error(section: str, cfg: Any, name: str) -> str:
@@ -236,33 +232,19 @@ def section_keys(section: str, cfg: Any = None) -> list[str]:
     """Return the keys of ``section``; of an options section, ``cfg``'s entry's (None: all)."""
     if section not in SELECTORS:
         return field_names(SECTIONS[section])
-    common = list(MODEL_COMMON) if section == "model" else []
-    if cfg is not None:
-        return common + field_names(options_type(section, cfg))
-    every = [f for cls in option_types(section).values() for f in field_names(cls)]
-    return common + list(dict.fromkeys(every))
+    found = [options_type(section, cfg)] if cfg is not None else option_types(section).values()
+    every = [f for cls in found for f in field_names(cls)]
+    return [*(MODEL_COMMON if section == "model" else ()), *dict.fromkeys(every)]
 
 
 def all_keys(cfg: Any = None) -> list[str]:
     """Return every dotted key (of ``cfg``'s entries, or of any when None), in field order."""
-    sections = [f"{s}.{k}" for s in ALL_SECTIONS for k in section_keys(s, cfg)]
-    return [*TOP_KEYS, *sections]
+    return [*TOP_KEYS, *(f"{s}.{k}" for s in ALL_SECTIONS for k in section_keys(s, cfg))]
 
 
 _KINDS = {bool: "a bool (true/false/1/0)", int: "an int", float: "a float", str: "a string"}
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
-
-
-@functools.cache
-def field_types(cls: type) -> dict[str, Any]:
-    """Return the resolved type annotation of each field of the dataclass ``cls``."""
-    return typing.get_type_hints(cls)
-
-
-def _split_optional(tp: Any) -> tuple[bool, Any]:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1
-    return (True, args[0]) if optional else (False, tp)
+_hints = functools.cache(typing.get_type_hints)  # a dataclass's resolved field types
 
 
 def _from_text(text: str, tp: Any) -> Any:
@@ -270,33 +252,34 @@ def _from_text(text: str, tp: Any) -> Any:
     if tp is bool:
         return _BOOL.get(text.lower(), text)
     if typing.get_origin(tp) is tuple or tp is tuple:
-        item = (typing.get_args(tp) or (str,))[0]
-        return tuple(
-            _from_text(s.strip(), item) for s in text.strip("[]()").split(",") if s.strip()
-        )
+        item, parts = (typing.get_args(tp) or (str,))[0], text.strip("[]()").split(",")
+        return tuple(_from_text(s.strip(), item) for s in parts if s.strip())
     try:
         return tp(text) if tp in (int, float) else text
     except ValueError:
         return text
 
 
-def convert(key: str, value: Any, fld: dataclasses.Field, tp: Any, *, text: bool = False) -> Any:
-    """Return ``value`` as the type ``tp`` of the field ``fld``, named ``key`` in errors.
+def convert(key: str, value: Any, owner: type, *, text: bool = False) -> Any:
+    """Return ``value`` as the declared type of the field of ``owner`` that ``key`` ends with.
 
     Override text (``text=True``) is parsed first: int/float literals, true/false/1/0, ``none``
     or ``null`` for optional fields, comma lists for tuples. Ints are accepted for floats, lists
     for tuples, never bools for numbers. A field's ``metadata['parse']`` (e.g. a VGG layout)
-    parses its own values; a type other than these is kept as given.
+    parses its own values; a type other than these is kept as given. Errors name ``key``.
     """
-    optional, inner = _split_optional(tp)
+    name = key.rpartition(".")[2]
+    tp, fld = _hints(owner)[name], next(f for f in dataclasses.fields(owner) if f.name == name)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1
+    inner, parse = args[0] if optional else tp, fld.metadata.get("parse")
     value = value.strip() if text else value
     if optional and (value is None or (text and value.lower() in ("none", "null"))):
         return None
     try:
-        value = fld.metadata["parse"](value) if "parse" in fld.metadata else value
+        value = parse(value) if parse else _from_text(value, inner) if text else value
     except ValueError as e:
         raise ValueError(f"{key} {e}") from None
-    value = _from_text(value, inner) if text and "parse" not in fld.metadata else value
     is_tuple = typing.get_origin(inner) is tuple or inner is tuple
     if inner is bool or inner is str:
         good = isinstance(value, inner)
@@ -347,23 +330,18 @@ def surrogate_kwargs(model: ModelConfig) -> dict[str, float]:
     ``surrogate_param=None`` is the surrogate's default; for 'clamp' it is ``v_th`` (the paper's
     ``1[|v − V_th| < V_th]``).
     """
-    names = surrogate_lib.surrogate_names()
-    if model.surrogate not in names:
+    if model.surrogate not in (names := surrogate_lib.surrogate_names()):
         raise ValueError(
             f"model.surrogate must be one of {', '.join(map(repr, names))}; got {model.surrogate!r}"
         )
     name, default = surrogate_lib.default_param(model.surrogate)
-    if model.surrogate == "clamp":  # the paper's 1[|v - V_th| < V_th]: the half-width is V_th
-        default = model.v_th
+    default = model.v_th if model.surrogate == "clamp" else default  # the half-width is V_th
     return {name: default if model.surrogate_param is None else model.surrogate_param}
 
 
 def error_text(cfg: Any, errors: list[str]) -> str:
     """Return the ``invalid config 'name': ...`` message of one or more problems."""
     name, body = getattr(cfg, "name", "?"), "".join(f"\n  - {e}" for e in errors)
-    one = len(errors) == 1
-    return (
-        f"invalid config {name!r}: {errors[0]}"
-        if one
-        else f"invalid config {name!r} ({len(errors)} problems):{body}"
-    )
+    if len(errors) == 1:
+        return f"invalid config {name!r}: {errors[0]}"
+    return f"invalid config {name!r} ({len(errors)} problems):{body}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any
 
 from ottt_jax.config import schema as S
@@ -21,27 +20,11 @@ from ottt_jax.surrogate import get_surrogate, surrogate_names
 __all__ = ["validate"]
 
 
-def _range(key: str, value: float, meta: Any, obj: Any) -> str | None:
-    """Return the problem of ``value`` outside its ``lo``/``hi`` range (``hi`` may be a sibling)."""
-    lo, hi, lo_open, hi_open = (meta.get(k) for k in ("lo", "hi", "lo_open", "hi_open"))
-    if isinstance(hi, str):  # a sibling field bounds this one where it is itself valid
-        hi = getattr(obj, hi) if math.isfinite(getattr(obj, hi)) and getattr(obj, hi) >= 0 else None
-    above = lo is None or (value > lo if lo_open else value >= lo)
-    if math.isfinite(value) and above and (hi is None or (value < hi if hi_open else value <= hi)):
-        return None
-    if lo is not None and hi is not None:
-        where = f"in {'[('[bool(lo_open)]}{lo:g}, {hi:g}{'])'[bool(hi_open)]}"
-    else:
-        where = f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else f"<= {hi:g}"
-    kind = "an int" if isinstance(value, int) else "a finite number"
-    return f"{key} must be {kind} {where}; got {value!r}"
-
-
 def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
     """Return the problem of ``value`` under its field's declared check, or None."""
-    choices = tuple(meta["choices"]()) if "choices" in meta else ()
     if value is None:
         return None
+    choices = tuple(meta["choices"]()) if "choices" in meta else ()
     if choices and value not in choices:
         hint = close_match(value, choices) if isinstance(value, str) else ""
         return f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}"
@@ -51,36 +34,30 @@ def _check_field(key: str, value: Any, meta: Any, obj: Any) -> str | None:
         meta.get("check", lambda v: None)(value)
     except ValueError as e:
         return f"{key}: {e}"
-    return _range(key, value, meta, obj) if "lo" in meta or "hi" in meta else None
+    if "lo" not in meta:
+        return None
+    lo, hi, lo_open, hi_open = (meta.get(k) for k in ("lo", "hi", "lo_open", "hi_open"))
+    if isinstance(hi, str):  # a sibling field bounds this one where it is itself valid
+        hi = getattr(obj, hi) if math.isfinite(getattr(obj, hi)) and getattr(obj, hi) >= 0 else None
+    above = value > lo if lo_open else value >= lo
+    if math.isfinite(value) and above and (hi is None or (value < hi if hi_open else value <= hi)):
+        return None
+    where = f"{'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        where = f"in {'[('[bool(lo_open)]}{lo:g}, {hi:g}{'])'[bool(hi_open)]}"
+    kind = "an int" if isinstance(value, int) else "a finite number"
+    return f"{key} must be {kind} {where}; got {value!r}"
 
 
 def _typed(obj: Any, prefix: str, errors: list[str], skip: tuple[str, ...] = ()) -> Any:
     """Return ``obj`` with each field converted to its declared type (errors name the keys)."""
-    hints, changes = S.field_types(type(obj)), {}
-    for fld in dataclasses.fields(obj):
-        if fld.name not in skip:
-            try:
-                value = getattr(obj, fld.name)
-                changes[fld.name] = S.convert(prefix + fld.name, value, fld, hints[fld.name])
-            except ValueError as e:
-                errors.append(str(e))
+    changes = {}
+    for name in (f.name for f in dataclasses.fields(obj) if f.name not in skip):
+        try:
+            changes[name] = S.convert(prefix + name, getattr(obj, name), type(obj))
+        except ValueError as e:
+            errors.append(str(e))
     return dataclasses.replace(obj, **changes)
-
-
-def _options(cfg: S.Config, section: str, errors: list[str]) -> Any:
-    """Return the section's options with typed values; a wrong options type is an error."""
-    selected, given = S.get_key(cfg, S.SELECTORS[section]), S.options_of(cfg, section)
-    if not isinstance(selected, str) or selected not in S.option_types(section):
-        return given  # the selector's own check reports it
-    cls = S.options_type(section, cfg)
-    if (None if given is None else type(given)) is cls:
-        return given if cls is None else _typed(given, section + ".", errors)
-    where, want = "model.options" if section == "model" else "rule", getattr(cls, "__name__", "")
-    errors.append(
-        f"{where} must be {f'a {want}' if want else 'None'} for {S.SELECTORS[section]} "
-        f"{selected!r}; got {type(given).__name__}"
-    )
-    return given
 
 
 def _normalize(cfg: S.Config) -> S.Config:
@@ -91,11 +68,22 @@ def _normalize(cfg: S.Config) -> S.Config:
         errors += [f"{name} must be a {cls.__name__}; got {got.__name__}"] if got is not cls else []
     if not errors:
         cfg = _typed(cfg, "", errors, skip=S.ALL_SECTIONS)
-        data, optim = _typed(cfg.data, "data.", errors), _typed(cfg.optim, "optim.", errors)
-        model = _typed(cfg.model, "model.", errors, skip=("options",))
-        cfg = dataclasses.replace(cfg, data=data, optim=optim, model=model)
-        model = dataclasses.replace(model, options=_options(cfg, "model", errors))
-        cfg = dataclasses.replace(cfg, model=model, rule=_options(cfg, "rule", errors))
+        for name in ("data", "optim", "model"):
+            typed = _typed(getattr(cfg, name), name + ".", errors, skip=("options",))
+            cfg = dataclasses.replace(cfg, **{name: typed})
+        for section, selector in S.SELECTORS.items():  # options: of their entry's type
+            selected, at = S.get_key(cfg, selector), S.OPTIONS_AT[section]
+            given, cls = S.get_key(cfg, at), S.options_type(section, cfg)
+            if not isinstance(selected, str) or selected not in S.option_types(section):
+                continue  # the selector's own check reports it
+            if type(given) is not (cls or type(None)):
+                want = f"a {cls.__name__}" if cls else "None"
+                errors.append(
+                    f"{'.'.join(at)} must be {want} for {selector} {selected!r}; "
+                    f"got {type(given).__name__}"
+                )
+            elif cls is not None:
+                cfg = S.replace_at(cfg, at, _typed(given, section + ".", errors))
     if errors:
         raise ValueError(S.error_text(cfg, errors))
     return cfg
@@ -130,9 +118,8 @@ def validate(cfg: S.Config) -> S.Config:
     spec = _check_dataset(errors, cfg)
     if m.arch in model_registry.model_names() and m.num_classes >= 1:
         _check_model(errors, m, spec)
-    check = getattr(cfg.rule, "check", None)
-    if callable(check) and cfg.num_steps >= 1:  # the rule options' own check against T
-        try:
+    if callable(check := getattr(cfg.rule, "check", None)) and cfg.num_steps >= 1:
+        try:  # the rule options' own check against T
             check(num_steps=cfg.num_steps)
         except ValueError as e:  # its message starts with the option's name
             errors.append(f"rule.{e}")
@@ -143,23 +130,20 @@ def validate(cfg: S.Config) -> S.Config:
 
 def _check_dataset(errors: list[str], cfg: S.Config) -> catalog.DatasetSpec | None:
     """Check num_classes and the frames against the dataset; return its spec (None: unknown)."""
-    m, d = cfg.model, cfg.data
-    names = catalog.dataset_names()
-    if d.dataset not in names:
-        return None
-    spec = catalog.get_dataset(d.dataset)
-    if m.num_classes != spec.num_classes:
+    m, d, names = cfg.model, cfg.data, catalog.dataset_names()
+    spec = catalog.get_dataset(d.dataset) if d.dataset in names else None
+    if spec is not None and m.num_classes != spec.num_classes:
         counts = ", ".join(f"{k} {catalog.get_dataset(k).num_classes}" for k in names)
         errors.append(
             f"model.num_classes must be {spec.num_classes} for data.dataset {d.dataset!r}; got "
             f"{m.num_classes} (class counts: {counts})"
         )
-    try:
-        frames = catalog.resolve_num_frames(spec, d.num_frames, num_steps=cfg.num_steps)
+    try:  # None for a static (or unknown) dataset
+        frames = spec and catalog.resolve_num_frames(spec, d.num_frames, num_steps=cfg.num_steps)
     except ValueError as e:  # its messages start with 'num_frames'
         errors.append(f"data.{e}")
     else:
-        if spec.is_sequence and cfg.eval_num_steps not in (None, frames):
+        if frames is not None and cfg.eval_num_steps not in (None, frames):
             errors.append(
                 f"eval_num_steps must be none or equal to the number of frames ({frames}) for "
                 f"{d.dataset!r}; got {cfg.eval_num_steps}"
@@ -175,27 +159,21 @@ def _check_model(errors: list[str], m: S.ModelConfig, spec: catalog.DatasetSpec 
     """
     options = {f.name: getattr(m.options, f.name) for f in dataclasses.fields(m.options)}
 
-    def build(opts: dict[str, Any]) -> Any:
-        return model_registry.build_model(m.arch, num_classes=m.num_classes, options=opts)
+    def fails(opts: dict[str, Any], fit: bool) -> ValueError | None:
+        try:  # build it with ``opts`` (the rest at their defaults), then fit it to the frames
+            model = model_registry.build_model(m.arch, num_classes=m.num_classes, options=opts)
+            if fit and spec is not None and hasattr(model, "layer_sizes"):
+                model.layer_sizes(spec.frame_shape)
+        except ValueError as e:
+            return e
+        return None
 
-    def blame(fails: Callable[[dict[str, Any]], Any]) -> str:
-        for name, value in options.items():
-            try:
-                fails({name: value})
-            except ValueError:
-                return f"model.{name}"
-        return "model.arch"
-
-    try:
-        model = build(options)
-    except ValueError as e:
-        errors.append(f"{blame(build)}: {e}")
-        return
-    if spec is None or not hasattr(model, "layer_sizes"):
-        return
-    try:
-        model.layer_sizes(spec.frame_shape)
-    except ValueError as e:
-        key = blame(lambda opts: build(opts).layer_sizes(spec.frame_shape))
-        h, w, c = spec.frame_shape
-        errors.append(f"{key} does not fit data.dataset {spec.name!r} ({h}×{w}×{c} frames): {e}")
+    for fit in (False, True):
+        if (e := fails(options, fit)) is not None:
+            alone = (f"model.{k}" for k, v in options.items() if fails({k: v}, fit) is not None)
+            key = next(alone, "model.arch")
+            if fit:
+                h, w, c = spec.frame_shape
+                key += f" does not fit data.dataset {spec.name!r} ({h}×{w}×{c} frames)"
+            errors.append(f"{key}: {e}")
+            return
