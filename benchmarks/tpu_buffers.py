@@ -119,6 +119,24 @@ def parse_temp_values(assignment: str) -> tuple[int, list[Value]]:
     return best
 
 
+def other_spaces(assignment: str) -> dict[int, int]:
+    """Return the bytes of the ``preallocated-temp`` allocations of other memory spaces.
+
+    Args:
+      assignment: the text of ``*after_optimizations-buffer-assignment.txt``.
+
+    Returns:
+      ``{color: bytes}``; on TPU, color 1 is the memory space layouts print as ``S(1)``, which
+      ``temp_size_in_bytes`` does not count.
+    """
+    out: dict[int, int] = {}
+    for m in re.finditer(
+        r"^allocation \d+: size (\d+), color (\d+),.*preallocated-temp", assignment, re.M
+    ):
+        out[int(m.group(2))] = out.get(int(m.group(2)), 0) + int(m.group(1))
+    return out
+
+
 def attach_ranges(values: list[Value], live_range: str) -> int:
     """Set each value's live interval from a live-range dump; return the schedule length."""
     ranges = {}
@@ -251,10 +269,13 @@ def peak_table(dump: str, module: str = "train_step") -> dict:
 
     Returns:
       ``{'heap': bytes of the allocation, 'position': t, 'peak': bytes in use at t,
-      'rows': [{'offset', 'size', 'values': [Value, ...]}]}``, rows largest first; a row is one
-      offset range in use at the peak and the values live in it there.
+      'rows': [{'offset', 'size', 'values': [Value, ...], 'carry_slot'}]}``, rows largest
+      first; a row is one offset range in use at the peak and the values live in it there;
+      ``carry_slot`` is the loop-carry tuple index whose buffer it is (the body writes the new
+      state into the old one's buffer), else None; ``'other_spaces'``: :func:`other_spaces`.
     """
-    heap, values = parse_temp_values(_one(dump, module, "-buffer-assignment.txt"))
+    assignment = _one(dump, module, "-buffer-assignment.txt")
+    heap, values = parse_temp_values(assignment)
     length = attach_ranges(values, _one(dump, module, "-live-range.txt"))
     attach_sources(values, _one(dump, module, ".txt"))
     t, used = peak(values, length)
@@ -267,8 +288,21 @@ def peak_table(dump: str, module: str = "train_step") -> dict:
             r["values"].append(v)
         else:
             rows.append({"offset": v.offset, "size": v.size, "values": [v]})
+    slots = {}  # the loop carry's buffers: (offset, size) -> tuple index
+    for v in values:
+        m = re.search(r"arg_tuple[\w.]*\{(\d+)\}", v.name)
+        if m:
+            slots.setdefault((v.offset, v.size), int(m.group(1)))
+    for r in rows:
+        r["carry_slot"] = slots.get((r["offset"], r["size"]))
     rows.sort(key=lambda r: -r["size"])
-    return {"heap": heap, "position": t, "peak": used, "rows": rows}
+    return {
+        "heap": heap,
+        "position": t,
+        "peak": used,
+        "rows": rows,
+        "other_spaces": other_spaces(assignment),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         f"temporaries allocation {r['heap'] / MIB:.1f} MiB; peak in use {r['peak'] / MIB:.1f} MiB "
         f"at schedule position {r['position']}"
     )
+    for color, size in sorted(r["other_spaces"].items()):
+        print(f"memory space {color} temporaries (not in temp_size_in_bytes): {size / MIB:.1f} MiB")
     print("| MiB | offset | shape | where | source | layer | values |")
     print("|---|---|---|---|---|---|---|")
     for row in r["rows"][: a.top]:
@@ -291,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         names += f" (+{more})" if more > 0 else ""
         op = next((v.op_name for v in row["values"] if v.op_name), "")
         origin = next((v.origin for v in row["values"] if v.origin.startswith("carry")), "")
+        if row["carry_slot"] is not None:
+            origin = f"carry slot {{{row['carry_slot']}}}: " + (origin or main_v.origin)
         print(
             f"| {row['size'] / MIB:.1f} | {row['offset']} | {main_v.shape.split('{')[0]} | "
             f"{describe(main_v)} | {origin or main_v.origin} | {layer_of(op)} | {names} |"

@@ -97,4 +97,5 @@ def test_reads_the_memory_space_0_temporaries_only():
     )
     heap, values = tpu_buffers.parse_temp_values(text)
     assert heap == 400
+    assert tpu_buffers.other_spaces(text) == {1: 800}
     assert [(v.name, v.size, v.offset) for v in values] == [("t.1", 400, 0), ("u.1{1}", 40, 400)]
