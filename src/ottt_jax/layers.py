@@ -142,7 +142,9 @@ def avg_pool(x: Array, window: int = 2, stride: int | None = None, padding: int 
 
     Returns:
       ``[B, Ho, Wo, C]``, ``Ho = (H + 2·padding − window) // stride + 1``: each output the sum of
-      its window in row-major order, divided by ``window²``.
+      its window in row-major order, divided by ``window²``. Non-overlapping windows (stride =
+      window, no padding) take their gradient through a custom VJP (a broadcast): reverse mode
+      (``jax.grad``, ``jax.vjp``) only there, as for the neurons and traced layers.
 
     Raises:
       ValueError: ``x`` is not 4-D, or ``window``/``stride``/``padding`` is out of range.
