@@ -127,8 +127,12 @@ def _fire_reset(v_th: float, v: Array) -> tuple[Array, Array]:
 
 def _fire_fwd(surrogate, v_th, detach_reset, v):
     def fire(v):
-        s, v_next = _fire_reset(v_th, v)
-        return s, v_next, s.astype(jnp.bool_)
+        # The boolean from the comparison itself, not s.astype(bool): that is s != 0, and XLA
+        # (TPU) defers the compare to the backward pass, keeping s and a materialized zero array
+        # of the layer's size live across the step (2 × 64 MiB for VGG-11's second layer).
+        fired = v - v_th >= 0
+        s = fired.astype(v.dtype)
+        return s, v - v_th * s, fired
 
     # Both branches are the same function, so the predicate never changes the result. The
     # conditional is a fusion boundary XLA keeps (XLA:CPU strips optimization barriers): without
