@@ -5,25 +5,25 @@
 and in bfloat16 for each seed on one device and prints a markdown table of the final test
 accuracies and their difference in test images (the digits test split has 360 images).
 
-Tolerance (BENCHMARKS.md §9, "bfloat16 end to end"): on no seed does bfloat16 get more than one
-test image fewer right than float32. It is one-sided: bfloat16 is a different rounding of the same
-run, so its trajectory diverges from float32's like another seed's would (float32 alone spans 355
-to 358 of 360 over seeds 0–2); what would show a numerics bug is bfloat16 losing accuracy.
+Tolerance (BENCHMARKS.md §9, "bfloat16 end to end"): the rule :func:`benchmarks.accuracy.matches`
+applies to OTTT against BPTT: bfloat16's mean over the seeds is at least float32's minus the larger
+of float32's seed standard deviation and one test image. Seed by seed the two dtypes are not held
+to one image: bfloat16 is another rounding of the same run, so its trajectory drifts from
+float32's like another seed's would (float32 alone spans 3 test images over seeds 0–2).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.accuracy import ONE_IMAGE_PP, run_digits
+from benchmarks.accuracy import ONE_IMAGE_PP, matches, mean_std, run_digits
 from ottt_jax.xla_flags import set_default_cpu_flags
 
 DTYPES = ("float32", "bfloat16")
-#: The most test images bfloat16 may get fewer right than float32 on a seed.
-TOLERANCE_IMAGES = 1
 
 
 def images(acc: float) -> int:
@@ -84,24 +84,29 @@ def render(rows: list[dict[str, Any]], method: str, command: str) -> str:
             f"{100 * r['bfloat16'] / 360:.2f}% ({r['bfloat16']}) | {r['diff']:+d} | "
             f"{r['seconds']['float32']:.1f} / {r['seconds']['bfloat16']:.1f} |"
         )
-    n = len(rows)
-    m32 = sum(r["float32"] for r in rows) / n
-    m16 = sum(r["bfloat16"] for r in rows) / n
-    worst = min(r["diff"] for r in rows)
+    f32 = [r["float32"] / 360 for r in rows]
+    m32, s32 = mean_std(f32)
+    m16, _ = mean_std([r["bfloat16"] / 360 for r in rows])
+    tol = max(0.0 if math.isnan(s32) else s32, ONE_IMAGE_PP / 100)
     verdict = "within" if within(rows) else "OUTSIDE"
     out += [
         "",
-        f"Mean over the seeds: float32 {100 * m32 / 360:.2f}%, bfloat16 {100 * m16 / 360:.2f}%; "
-        f"largest |difference| {max(abs(r['diff']) for r in rows)} image(s); worst bfloat16 − "
-        f"float32 {worst:+d}: {verdict} the tolerance (bfloat16 at most "
-        f"{TOLERANCE_IMAGES} image below float32 on every seed).",
+        f"Mean over the seeds: float32 {100 * m32:.2f}%, bfloat16 {100 * m16:.2f}% "
+        f"({(m16 - m32) * 360:+.2f} images); per seed bfloat16 − float32 from "
+        f"{min(r['diff'] for r in rows):+d} to {max(r['diff'] for r in rows):+d} images. "
+        f"Tolerance: bfloat16's mean ≥ float32's − {tol * 360:.2f} images (the larger of "
+        f"float32's seed std and one image): {verdict}.",
     ]
     return "\n".join(out) + "\n"
 
 
 def within(rows: list[dict[str, Any]]) -> bool:
-    """Return whether bfloat16 is at most ``TOLERANCE_IMAGES`` below float32 on every seed."""
-    return all(r["diff"] >= -TOLERANCE_IMAGES for r in rows)
+    """Return whether bfloat16's mean accuracy is within the tolerance of float32's.
+
+    The tolerance is :func:`benchmarks.accuracy.matches`': the larger of float32's seed standard
+    deviation and one test image.
+    """
+    return matches([r["bfloat16"] / 360 for r in rows], [r["float32"] / 360 for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:
