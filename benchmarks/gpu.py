@@ -7,8 +7,9 @@ training iteration (:mod:`benchmarks.train_iteration`: T steps on a static image
 gradients, SGD with momentum 0.9; params and optimizer state donated):
 
 * VGG-11 sWS at CIFAR-10 shapes (32×32×3), batch 128, T ∈ {2, 6, 16, 32}: OTTT_A, OTTT_O, BPTT,
-  in float32 and bfloat16 (compute dtype; parameters, optimizer state and neuron state stay
-  float32; the trainer's ``compute_dtype=bfloat16`` also carries the neuron state in bfloat16);
+  in float32 and bfloat16 (compute dtype, as the trainer's ``compute_dtype=bfloat16``: the
+  forward/backward and the carried neuron state in bfloat16, parameters and optimizer state
+  float32);
 * NF-ResNet-34 at 224×224×3, batch 64, T = 6, float32: OTTT_A and BPTT.
 
 It writes a markdown section and a JSON file. It is built to finish in under 8 minutes on one

@@ -98,9 +98,11 @@ def make_iteration(
       beta: the loss's MSE weight β.
 
     Returns:
-      An :class:`Iteration`; its ``fn`` starts every batch from the zero state.
+      An :class:`Iteration`; its ``fn`` starts every batch from the zero state, carried in the
+      model's compute dtype (``model.dtype``, as the trainer does).
     """
     import jax
+    import jax.numpy as jnp
     import optax
 
     from ottt_jax import rules
@@ -117,8 +119,12 @@ def make_iteration(
     opt = optax.sgd(lr, momentum=momentum)
     shape = tuple(input_shape)
 
+    # The trainer's convention (training/steps.py): the neuron state is carried in the model's
+    # compute dtype (bfloat16 halves it); parameters and optimizer state stay float32.
+    state_dtype = getattr(model, "dtype", jnp.float32)
+
     def fn(params, opt_state, x, y):
-        st = model.init_state(batch, shape, train=False)
+        st = model.init_state(batch, shape, train=False, dtype=state_dtype)
         # For stochastic rules (SLTT-K draws its K steps from it): one fixed draw; the cost of an
         # iteration does not depend on which K steps are drawn.
         key = jax.random.PRNGKey(0)

@@ -64,9 +64,11 @@ def _spike(surrogate: Surrogate, x: Array) -> Array:
 @_spike.defjvp
 def _spike_jvp(surrogate: Surrogate, primals: tuple[Array], tangents: tuple[Array]):
     (x,), (dx,) = primals, tangents
-    # Evaluate the derivative in at least float32: bfloat16 sigmoids saturate to 0 too early.
+    # Evaluate the derivative in at least float32 (bfloat16 sigmoids saturate to 0 too early),
+    # then round it to x's dtype before the product: the derivative is the residual that
+    # linearization keeps (BPTT stacks it over T), so in bfloat16 it is stored in bfloat16.
     xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    return heaviside(x), (surrogate.derivative(xf) * dx).astype(x.dtype)
+    return heaviside(x), surrogate.derivative(xf).astype(x.dtype) * dx.astype(x.dtype)
 
 
 class Surrogate:
