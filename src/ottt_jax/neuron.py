@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from ottt_jax.mode import Mode, resolve_mode
-from ottt_jax.surrogate import Surrogate, get_surrogate, heaviside
+from ottt_jax.surrogate import Surrogate, get_surrogate
 from ottt_jax.trace import update_trace
 
 Array = jax.Array
@@ -117,23 +117,24 @@ def _fire(surrogate: Surrogate, v_th: float, detach_reset: bool, v: Array):
     Inside ``lax.scan`` this keeps the per-step memory of OTTT at one state plus one byte per
     neuron (XLA would otherwise rematerialize ``v`` from the previous state, keeping both alive).
     """
-    return _fire_reset(v_th, v)
+    s, v_next, _ = _fire_reset(v_th, v)
+    return s, v_next
 
 
-def _fire_reset(v_th: float, v: Array) -> tuple[Array, Array]:
-    s = heaviside(v - v_th)
-    return s, v - v_th * s
+def _fire_reset(v_th: float, v: Array) -> tuple[Array, Array, Array]:
+    """Return ``(s, v − V_th·s, fired)``: the spikes ``H(v − V_th)`` and their boolean mask.
+
+    The mask is the comparison itself, not ``s.astype(bool)``: that is ``s != 0``, which XLA
+    (TPU) defers to the backward pass, keeping ``s`` and a materialized zero array of the layer's
+    size live across the step (2 × 64 MiB for VGG-11's second layer).
+    """
+    fired = v - v_th >= 0  # = heaviside(v - v_th) as a boolean
+    s = fired.astype(v.dtype)
+    return s, v - v_th * s, fired
 
 
 def _fire_fwd(surrogate, v_th, detach_reset, v):
-    def fire(v):
-        # The boolean from the comparison itself, not s.astype(bool): that is s != 0, and XLA
-        # (TPU) defers the compare to the backward pass, keeping s and a materialized zero array
-        # of the layer's size live across the step (2 × 64 MiB for VGG-11's second layer).
-        fired = v - v_th >= 0
-        s = fired.astype(v.dtype)
-        return s, v - v_th * s, fired
-
+    fire = partial(_fire_reset, v_th)
     # Both branches are the same function, so the predicate never changes the result. The
     # conditional is a fusion boundary XLA keeps (XLA:CPU strips optimization barriers): without
     # it, XLA recomputes v_next from the previous membrane inside the backward pass, keeping the
